@@ -1,0 +1,107 @@
+"""The one configuration schema shared by training, evaluation, conversion and lifting.
+
+Files in ``configs/`` call `base_config()` and adjust it; everything that
+changes behaviour lives in this tree (no scattered flags or constants).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+# The published Human3.6M models: name -> (frames F, kept frames f, kept coefficients n).
+H36M_VARIANTS = {
+    "27_1_3": (27, 1, 3),
+    "27_3_3": (27, 3, 3),
+    "81_1_3": (81, 1, 3),
+    "81_3_3": (81, 3, 3),
+    "81_9_9": (81, 9, 9),
+    "243_27_27": (243, 27, 27),
+}
+
+# Paper's MFLOPs per output frame, for the FLOPs report.
+PAPER_MFLOPS = {
+    "27_1_3": 77.2, "27_3_3": 117.3, "81_1_3": 77.2, "81_3_3": 117.3,
+    "81_9_9": 351.7, "243_27_27": 1054.8,
+}
+
+
+def model_config(frames: int = 27, kept_frames: int = 3, kept_coeffs: int = 3,
+                 num_joints: int = 17) -> ml_collections.ConfigDict:
+  """The `model` block: every architectural hyper-parameter of PoseFormerV2."""
+  return ml_collections.ConfigDict(dict(
+      num_frames=frames,          # receptive field F
+      kept_frames=kept_frames,    # f: centre frames fed to the spatial branch (odd)
+      kept_coeffs=kept_coeffs,    # n: low-frequency DCT coefficients kept
+      num_joints=num_joints,      # J
+      embed_dim_ratio=32,         # spatial width C; temporal width is J*C
+      depth=4,
+      num_heads=8,
+      mlp_ratio=2.0,
+      qkv_bias=True,
+      drop_path_rate=0.1,         # training only; evaluation is deterministic
+      dtype="float32",            # compute dtype ('bfloat16' for mixed precision)
+  ))
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Human3.6M defaults: the upstream recipe (AdamW 1e-4, wd 0.1, x0.99/epoch, batch 1024)."""
+  c = ml_collections.ConfigDict()
+  c.variant = "27_3_3"
+  c.model = model_config()
+
+  c.data = ml_collections.ConfigDict(dict(
+      dataset="h36m",                   # 'h36m' | 'mpi_inf_3dhp'
+      root="data",                      # folder with data_3d_h36m.npz and data_2d_h36m_<keypoints>.npz
+      keypoints="cpn_ft_h36m_dbb",      # 2D source: data_2d_h36m_<keypoints>.npz
+      subjects_train="S1,S5,S6,S7,S8",
+      subjects_test="S9,S11",
+      actions="*",                      # comma-separated action prefixes, '*' for all
+      downsample=1,                     # keep every k-th frame
+      subset=1.0,                       # fraction of each training sequence
+      flip_augment=True,                # mirrored copy of every training sample
+      shuffle_seed=0,
+      prefetch=2,
+      backend="tf",                     # 'tf' (tf.data) or 'numpy' (no TensorFlow needed)
+      synthetic=ml_collections.ConfigDict(dict(
+          enabled=False,                # generate a synthetic dataset into `root` if missing
+          subjects="S1,S5,S6,S7,S8,S9,S11",
+          actions_per_subject=3,
+          frames=400,
+          seed=0,
+      )),
+  ))
+
+  c.train = ml_collections.ConfigDict(dict(
+      batch_size=1024,                  # global batch, frames (flip copies included)
+      epochs=200,
+      learning_rate=1e-4,
+      lr_decay=0.99,                    # multiplied after every epoch
+      weight_decay=0.1,
+      seed=0,
+      checkpoint_every_epochs=1,
+      keep_checkpoints=3,
+      max_steps_per_epoch=-1,           # -1: the whole epoch; >0 caps it (smoke runs)
+      eval_every_epochs=1,
+      log_every_steps=50,
+  ))
+
+  c.eval = ml_collections.ConfigDict(dict(
+      batch_size=1024,                  # windows per forward pass
+      flip=True,                        # test-time flip augmentation
+      noise_std=0.0,                    # Gaussian noise on the 2D input, pixels (robustness study)
+      per_subject=False,
+      max_frames=-1,                    # -1: every frame; >0 caps frames per sequence (validation during training)
+  ))
+  return c
+
+
+def set_variant(config: ml_collections.ConfigDict, variant: str) -> None:
+  """Sets F, f, n from a published variant name such as '243_27_27'."""
+  if variant not in H36M_VARIANTS:
+    raise ValueError(
+        f"unknown variant {variant!r}; choose one of {', '.join(H36M_VARIANTS)}")
+  frames, kept_frames, kept_coeffs = H36M_VARIANTS[variant]
+  config.variant = variant
+  config.model.num_frames = frames
+  config.model.kept_frames = kept_frames
+  config.model.kept_coeffs = kept_coeffs

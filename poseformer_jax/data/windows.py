@@ -1,0 +1,97 @@
+"""The one windowing routine: F-frame windows centred on a frame, edge-padded.
+
+Training, evaluation and video lifting all cut their inputs here. Sequences
+are concatenated into one array and windows are gathered by index arithmetic
+(no per-sample Python loop, no materialised window array):
+
+    window(seq s, frame t) = concat[start_s + clip(t + (-pad..pad), 0, len_s - 1)]
+
+which repeats the first/last frame at sequence borders (edge padding, as
+upstream's ``np.pad(..., 'edge')``).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+
+
+def window_index(seq_start: np.ndarray, seq_len: np.ndarray, frame: np.ndarray,
+                 pad: int) -> np.ndarray:
+  """Row indices of the windows into the concatenated frame array.
+
+  Args:
+    seq_start: (B,) int, row of each sample's sequence start in the concatenation.
+    seq_len: (B,) int, length of each sample's sequence (frames, >= 1).
+    frame: (B,) int, centre frame of each sample within its sequence.
+    pad: half window; the window has F = 2*pad + 1 frames.
+  Returns:
+    (B, F) int64 row indices (edge-padded at sequence borders).
+  """
+  offsets = np.arange(-pad, pad + 1, dtype=np.int64)
+  local = np.clip(np.asarray(frame, np.int64)[:, None] + offsets, 0,
+                  np.asarray(seq_len, np.int64)[:, None] - 1)
+  return np.asarray(seq_start, np.int64)[:, None] + local
+
+
+class SequenceBank:
+  """Variable-length sequences concatenated along time, addressable by sample id.
+
+  Sample ids enumerate every frame of every sequence in order: sample i is
+  frame `sample_frame[i]` of sequence `sample_seq[i]`.
+
+  Args:
+    sequences: list of arrays (T_i, ...) with the same trailing shape, T_i >= 1.
+  """
+
+  def __init__(self, sequences: Sequence[np.ndarray]):
+    if not sequences:
+      raise ValueError("SequenceBank needs at least one sequence")
+    lengths = np.array([len(s) for s in sequences], np.int64)
+    if (lengths < 1).any():
+      raise ValueError("every sequence needs at least one frame")
+    self.data = np.concatenate([np.asarray(s) for s in sequences], axis=0)
+    self.lengths = lengths
+    self.starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    self.sample_seq = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    self.sample_frame = np.arange(len(self.data), dtype=np.int64) - self.starts[self.sample_seq]
+
+  @property
+  def num_samples(self) -> int:
+    return len(self.data)
+
+  def index(self, sample_ids: np.ndarray, pad: int) -> np.ndarray:
+    """(B,) sample ids -> (B, 2*pad+1) row indices into `self.data`."""
+    seq = self.sample_seq[sample_ids]
+    return window_index(self.starts[seq], self.lengths[seq], self.sample_frame[sample_ids], pad)
+
+  def windows(self, sample_ids: np.ndarray, pad: int) -> np.ndarray:
+    """(B,) sample ids -> (B, 2*pad+1, ...) edge-padded windows."""
+    return self.data[self.index(np.asarray(sample_ids), pad)]
+
+
+def sliding_windows(sequence: np.ndarray, pad: int, batch_size: int
+                    ) -> Iterator[tuple[int, np.ndarray]]:
+  """Windows for every frame of one sequence, in batches (evaluation, lifting).
+
+  Args:
+    sequence: (T, ...) one sequence, e.g. (T, J, 2) normalised 2D keypoints.
+    pad: half window (F = 2*pad + 1).
+    batch_size: windows per batch; the last batch may be smaller.
+  Yields:
+    (first_frame, windows) with windows (B, 2*pad+1, ...) for frames
+    first_frame .. first_frame + B - 1.
+  """
+  t = len(sequence)
+  if t < 1:
+    raise ValueError("cannot cut windows from an empty sequence")
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  start = np.zeros(1, np.int64)
+  length = np.array([t], np.int64)
+  for first in range(0, t, batch_size):
+    frames = np.arange(first, min(first + batch_size, t), dtype=np.int64)
+    idx = window_index(np.broadcast_to(start, frames.shape), np.broadcast_to(length, frames.shape),
+                       frames, pad)
+    yield first, sequence[idx]
