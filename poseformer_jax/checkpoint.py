@@ -16,6 +16,7 @@ complete, so a save interrupted half-way is never picked up as valid.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,12 @@ class CheckpointError(PoseFormerError, ValueError):
   """A checkpoint directory is missing, incomplete or of the wrong architecture."""
 
 
+class _ReadOnlyWarningFilter(logging.Filter):
+  def filter(self, record):
+    msg = record.getMessage()
+    return not ("read_only=True" in msg or "directory is read only" in msg)
+
+
 def open_manager(directory: str | os.PathLike, *, max_to_keep: int | None = None,
                  item_names=("params", "config"), read_only: bool = False,
                  best_metric: str | None = None) -> ocp.CheckpointManager:
@@ -44,6 +51,9 @@ def open_manager(directory: str | os.PathLike, *, max_to_keep: int | None = None
               "opt_state": ocp.StandardCheckpointHandler(),
               "meta": ocp.JsonCheckpointHandler()}
   handlers = {k: v for k, v in handlers.items() if k in item_names}
+  if read_only:
+    # Orbax logs two warnings for every read-only manager; they are expected here.
+    logging.getLogger("absl").addFilter(_ReadOnlyWarningFilter())
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep,
       create=not read_only,
@@ -105,10 +115,9 @@ def load_config(directory: str | os.PathLike, step: int | None = None
   if step is None:
     step = _steps(root)[-1]
   path = root / str(step) / "config"
-  files = sorted(path.glob("*")) if path.is_dir() else []
   try:
-    raw = json.loads(files[0].read_text()) if files else None
-  except (OSError, ValueError, IndexError) as e:
+    raw = json.loads((path / "metadata").read_text())  # orbax JsonSave's file name
+  except (OSError, ValueError) as e:
     raise CheckpointError(f"{path}: unreadable config ({e})") from None
   if not isinstance(raw, dict) or "model" not in raw:
     raise CheckpointError(f"{path}: missing or invalid config (no 'model' block)")

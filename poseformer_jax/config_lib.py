@@ -6,7 +6,12 @@ changes behaviour lives in this tree (no scattered flags or constants).
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
+
+from poseformer_jax.errors import ConfigError
 
 # The published Human3.6M models: name -> (frames F, kept frames f, kept coefficients n).
 H36M_VARIANTS = {
@@ -83,6 +88,22 @@ def base_config() -> ml_collections.ConfigDict:
       max_steps_per_epoch=-1,           # -1: the whole epoch; >0 caps it (smoke runs)
       eval_every_epochs=1,
       log_every_steps=50,
+      # AdamW as torch.optim.AdamW defaults (decoupled weight decay on every parameter).
+      adam_b1=0.9,
+      adam_b2=0.999,
+      adam_eps=1e-8,
+      checkpoint_every_steps=0,         # >0: also checkpoint every N steps (mid-epoch)
+      stop_after_steps=-1,              # >0: checkpoint and stop at this global step (tests, smoke runs)
+      progress_bar=True,                # tqdm bar per epoch (process 0)
+      tensorboard=True,                 # event files in WORKDIR/tensorboard (needs `tensorboard`)
+      final_eval=True,                  # full evaluation protocol on the best checkpoint at the end
+      # Multi-process runs: jax.distributed.initialize() when `distributed` or a
+      # coordinator address is set (or JAX_COORDINATOR_ADDRESS is in the environment);
+      # ''/-1 let JAX detect the values from the cluster environment.
+      distributed=False,
+      coordinator_address="",
+      num_processes=-1,
+      process_id=-1,
   ))
 
   c.eval = ml_collections.ConfigDict(dict(
@@ -98,10 +119,28 @@ def base_config() -> ml_collections.ConfigDict:
 def set_variant(config: ml_collections.ConfigDict, variant: str) -> None:
   """Sets F, f, n from a published variant name such as '243_27_27'."""
   if variant not in H36M_VARIANTS:
-    raise ValueError(
+    raise ConfigError(
         f"unknown variant {variant!r}; choose one of {', '.join(H36M_VARIANTS)}")
   frames, kept_frames, kept_coeffs = H36M_VARIANTS[variant]
   config.variant = variant
   config.model.num_frames = frames
   config.model.kept_frames = kept_frames
   config.model.kept_coeffs = kept_coeffs
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """Loads ``path/to/config.py[:arg]`` the way ``--config`` flags do (calls ``get_config(arg)``)."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise ConfigError(f"{path}: no such config file")
+  module_spec = importlib.util.spec_from_file_location("_poseformer_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  try:
+    module_spec.loader.exec_module(module)
+  except ConfigError:
+    raise
+  except Exception as e:
+    raise ConfigError(f"{path}: cannot load config ({type(e).__name__}: {e})") from None
+  if not hasattr(module, "get_config"):
+    raise ConfigError(f"{path}: has no get_config()")
+  return module.get_config(arg) if arg else module.get_config()

@@ -1,0 +1,108 @@
+"""Model-level properties: DCT matrices, drop path, batch independence, shapes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from poseformer_jax import config_lib, dct
+from poseformer_jax import model as model_lib
+
+
+def _dct_loop(x):
+  n = len(x)
+  return np.array([2 * sum(x[m] * np.cos(np.pi * k * (2 * m + 1) / (2 * n)) for m in range(n))
+                   for k in range(n)])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 9, 27, 81])
+def test_dct_matches_definition_and_inverts(n):
+  rng = np.random.default_rng(n)
+  x = rng.normal(size=n)
+  np.testing.assert_allclose(dct.dct_matrix(n, np.float64) @ x, _dct_loop(x), atol=1e-10)
+  np.testing.assert_allclose(dct.idct_matrix(n, np.float64) @ _dct_loop(x), x, atol=1e-10)
+  eye = dct.idct_matrix(n, np.float64) @ dct.dct_matrix(n, np.float64)
+  np.testing.assert_allclose(eye, np.eye(n), atol=1e-10)
+
+
+def test_dct_matches_torch_reference_formula():
+  torch = pytest.importorskip("torch")
+  from torch_reference import dct_ii, idct_ii
+  x = np.random.default_rng(0).normal(size=(5, 243))
+  ours = x @ dct.dct_matrix(243, np.float64).T
+  np.testing.assert_allclose(ours, dct_ii(torch.from_numpy(x)).numpy(), atol=1e-8)
+  np.testing.assert_allclose(ours @ dct.idct_matrix(243, np.float64).T, x, atol=1e-9)
+  np.testing.assert_allclose(idct_ii(torch.from_numpy(ours)).numpy(), x, atol=1e-9)
+
+
+def _tiny(drop_path_rate=0.1, frames=9, kept=3, coeffs=3):
+  return model_lib.PoseFormerV2(num_frames=frames, kept_frames=kept, kept_coeffs=coeffs,
+                                embed_dim_ratio=8, depth=2, num_heads=2,
+                                drop_path_rate=drop_path_rate)
+
+
+def test_drop_path_only_when_not_deterministic():
+  model = _tiny()
+  x = jax.random.normal(jax.random.PRNGKey(0), (16, 9, 17, 2))
+  params = model.init(jax.random.PRNGKey(1), x)["params"]
+  det = model.apply({"params": params}, x, deterministic=True)
+  det2 = model.apply({"params": params}, x, deterministic=True, rngs={"dropout": jax.random.PRNGKey(5)})
+  np.testing.assert_array_equal(det, det2)  # the rng is ignored when deterministic
+  a = model.apply({"params": params}, x, deterministic=False, rngs={"dropout": jax.random.PRNGKey(2)})
+  b = model.apply({"params": params}, x, deterministic=False, rngs={"dropout": jax.random.PRNGKey(3)})
+  assert np.abs(np.asarray(a) - np.asarray(det)).max() > 1e-4
+  assert np.abs(np.asarray(a) - np.asarray(b)).max() > 1e-4
+  # With rate 0 training mode is the deterministic forward.
+  model0 = _tiny(drop_path_rate=0.0)
+  c = model0.apply({"params": params}, x, deterministic=False, rngs={"dropout": jax.random.PRNGKey(2)})
+  np.testing.assert_allclose(c, det, atol=1e-6)
+
+
+def test_drop_path_rates_are_linear():
+  assert model_lib.drop_path_rates(0.1, 4) == pytest.approx([0.0, 0.1 / 3, 0.2 / 3, 0.1])
+  assert model_lib.drop_path_rates(0.1, 1) == [0.0]
+
+
+def test_output_independent_of_batch_composition():
+  model = _tiny()
+  x = jax.random.normal(jax.random.PRNGKey(0), (8, 9, 17, 2))
+  params = model.init(jax.random.PRNGKey(1), x)["params"]
+  with jax.default_matmul_precision("highest"):
+    full = np.asarray(model.apply({"params": params}, x))
+    for i in (0, 5):
+      alone = np.asarray(model.apply({"params": params}, x[i:i + 1]))
+      np.testing.assert_allclose(alone[0], full[i], rtol=1e-5, atol=1e-5)
+    perm = np.array([3, 1, 7, 0, 2, 6, 4, 5])
+    shuffled = np.asarray(model.apply({"params": params}, x[perm]))
+    np.testing.assert_allclose(shuffled, full[perm], rtol=1e-5, atol=1e-5)
+
+
+def test_shapes_params_and_input_validation():
+  cfg = config_lib.base_config()
+  config_lib.set_variant(cfg, "81_9_9")
+  model = model_lib.from_config(cfg.model)
+  x = jnp.zeros((2, 81, 17, 2))
+  params = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)["params"]
+  count = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
+  assert 14.3e6 < count < 14.5e6  # the paper's ~14.35 M
+  assert jax.eval_shape(model.apply, {"params": params}, x).shape == (2, 1, 17, 3)
+  with pytest.raises(ValueError, match="expected input"):
+    jax.eval_shape(model.apply, {"params": params}, jnp.zeros((2, 27, 17, 2)))
+
+
+def test_unknown_variant_is_a_clear_error():
+  from poseformer_jax.errors import ConfigError
+  with pytest.raises(ConfigError, match="unknown variant '27_9_9'"):
+    config_lib.set_variant(config_lib.base_config(), "27_9_9")
+
+
+def test_bfloat16_compute_keeps_float32_params():
+  model = model_lib.PoseFormerV2(num_frames=9, kept_frames=3, kept_coeffs=3, embed_dim_ratio=8,
+                                 depth=1, num_heads=2, dtype=jnp.bfloat16)
+  x = jax.random.normal(jax.random.PRNGKey(0), (4, 9, 17, 2))
+  params = model.init(jax.random.PRNGKey(1), x)["params"]
+  assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(params))
+  out = model.apply({"params": params}, x)
+  ref = _tiny(frames=9).clone(embed_dim_ratio=8, depth=1, num_heads=2).apply({"params": params}, x)
+  assert out.dtype == jnp.float32
+  assert np.abs(np.asarray(out) - np.asarray(ref)).max() < 0.05 * (np.abs(np.asarray(ref)).max() + 1)
