@@ -39,6 +39,9 @@ class _ReadOnlyWarningFilter(logging.Filter):
     return not ("read_only=True" in msg or "directory is read only" in msg)
 
 
+_READ_ONLY_FILTER = _ReadOnlyWarningFilter()
+
+
 def open_manager(directory: str | os.PathLike, *, max_to_keep: int | None = None,
                  item_names=("params", "config"), read_only: bool = False,
                  best_metric: str | None = None) -> ocp.CheckpointManager:
@@ -53,7 +56,7 @@ def open_manager(directory: str | os.PathLike, *, max_to_keep: int | None = None
   handlers = {k: v for k, v in handlers.items() if k in item_names}
   if read_only:
     # Orbax logs two warnings for every read-only manager; they are expected here.
-    logging.getLogger("absl").addFilter(_ReadOnlyWarningFilter())
+    logging.getLogger("absl").addFilter(_READ_ONLY_FILTER)  # adding twice is a no-op
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep,
       create=not read_only,

@@ -106,3 +106,12 @@ def test_bfloat16_compute_keeps_float32_params():
   ref = _tiny(frames=9).clone(embed_dim_ratio=8, depth=1, num_heads=2).apply({"params": params}, x)
   assert out.dtype == jnp.float32
   assert np.abs(np.asarray(out) - np.asarray(ref)).max() < 0.05 * (np.abs(np.asarray(ref)).max() + 1)
+
+
+def test_flops_close_to_paper():
+  from poseformer_jax import flops
+  for name in ("27_1_3", "81_9_9"):
+    cfg = config_lib.base_config()
+    config_lib.set_variant(cfg, name)
+    ratio = flops.forward_flops(cfg.model, batch=4) / 1e6 / config_lib.PAPER_MFLOPS[name]
+    assert 1.0 < ratio < 1.08, (name, ratio)

@@ -1,0 +1,48 @@
+"""Per-frame FLOPs of each published variant from XLA's cost analysis.
+
+  python -m poseformer_jax.flops [--batch 64]
+
+Prints XLA's FLOP count of one deterministic forward pass (one output frame)
+next to the paper's MFLOPs column. Both count a multiply-add as 2 FLOPs; XLA
+also counts the element-wise work (softmax, GELU, LayerNorm), which the
+paper's count leaves out, hence XLA's figure is 3-6 % higher.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import jax
+import jax.numpy as jnp
+
+from poseformer_jax import config_lib
+from poseformer_jax import model as model_lib
+
+
+def forward_flops(model_cfg, batch: int = 64) -> float:
+  """XLA-counted FLOPs per output frame of a jitted forward pass (inference mode)."""
+  model = model_lib.from_config(model_cfg)
+  x = jax.ShapeDtypeStruct((batch, model_cfg.num_frames, model_cfg.num_joints, 2), jnp.float32)
+  params = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+  compiled = jax.jit(lambda p, v: model.apply(p, v, deterministic=True)).lower(params, x).compile()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost["flops"]) / batch
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--batch", type=int, default=64)
+  args = parser.parse_args(argv)
+  print(f"{'variant':<11} {'XLA MFLOPs':>11} {'paper MFLOPs':>13} {'XLA/paper':>10}")
+  for name in config_lib.H36M_VARIANTS:
+    cfg = config_lib.base_config()
+    config_lib.set_variant(cfg, name)
+    mflops = forward_flops(cfg.model, args.batch) / 1e6
+    paper = config_lib.PAPER_MFLOPS[name]
+    print(f"{name:<11} {mflops:>11.1f} {paper:>13.1f} {mflops / paper:>10.3f}")
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())
