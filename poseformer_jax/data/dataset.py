@@ -74,6 +74,8 @@ def load_sequences(data_cfg, split: str) -> tuple[list[Sequence], DatasetInfo]:
   if dataset == "h36m":
     from poseformer_jax.data import h36m
     return h36m.load(data_cfg, split)
-  # Dispatch point: add further datasets here, e.g.
-  #   if dataset == "mpi_inf_3dhp": return mpi_inf_3dhp.load(data_cfg, split)
-  raise ConfigError(f"unknown data.dataset {dataset!r}; supported: 'h36m'")
+  if dataset == "mpi_inf_3dhp":
+    from poseformer_jax.data import mpi_inf_3dhp
+    return mpi_inf_3dhp.load(data_cfg, split)
+  # Dispatch point: add further datasets here.
+  raise ConfigError(f"unknown data.dataset {dataset!r}; supported: 'h36m', 'mpi_inf_3dhp'")
