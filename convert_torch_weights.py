@@ -23,6 +23,10 @@ def main(argv=None) -> int:
   parser.add_argument("--config", default="configs/h36m.py",
                       help="config file whose data/train/eval blocks are stored with the weights")
   parser.add_argument("--num-heads", type=int, default=8)
+  parser.add_argument("--units", choices=("auto", "m", "mm"), default="auto",
+                      help="unit of the checkpoint's output: Human3.6M models predict metres, the "
+                           "MPI-INF-3DHP one millimetres (auto: from the config's dataset); "
+                           "converted models always predict metres")
   parser.add_argument("--verbose", action="store_true", help="show tracebacks")
   args = parser.parse_args(argv)
 
@@ -34,8 +38,11 @@ def main(argv=None) -> int:
       raise convert.ConversionError(f"--frames must be positive, got {args.frames}")
     base = config_lib.load_config_file(args.config)
     obj = torch_reader.load(args.input)
+    units = args.units
+    if units == "auto":
+      units = "mm" if base.data.dataset == "mpi_inf_3dhp" else "m"
     params, config = convert.convert(obj, args.frames, num_heads=args.num_heads, base=base,
-                                     path=args.input)
+                                     path=args.input, output_scale=1e-3 if units == "mm" else 1.0)
     out = checkpoint.save_params(args.output, params, config)
   except PoseFormerError as e:
     if args.verbose:
@@ -45,7 +52,7 @@ def main(argv=None) -> int:
   m = config.model
   print(f"converted {args.input} -> {out}\n  F={m.num_frames} f={m.kept_frames} n={m.kept_coeffs} "
         f"J={m.num_joints} C={m.embed_dim_ratio} depth={m.depth} heads={m.num_heads} "
-        f"mlp_ratio={m.mlp_ratio:g}")
+        f"mlp_ratio={m.mlp_ratio:g} output={'mm -> m' if units == 'mm' else 'm'}")
   return 0
 
 

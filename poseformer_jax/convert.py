@@ -146,12 +146,14 @@ def torch_to_flax(state: Mapping[str, np.ndarray], path: str = "checkpoint"
 
 
 def convert(obj: Any, frames: int, *, num_heads: int = 8, base: ml_collections.ConfigDict | None = None,
-            path: str = "checkpoint") -> tuple[dict, ml_collections.ConfigDict]:
+            path: str = "checkpoint", output_scale: float = 1.0) -> tuple[dict, ml_collections.ConfigDict]:
   """Loaded checkpoint object -> (Flax params, full config).
 
   `base` is the config to store (data/training blocks); its model block is
-  replaced by the one inferred from the weights. Raises `ConversionError`
-  listing missing/unexpected keys and shape mismatches.
+  replaced by the one inferred from the weights. `output_scale` multiplies
+  the final Linear layer so outputs come out in metres (1e-3 for the
+  MPI-INF-3DHP checkpoints, which upstream trains in millimetres). Raises
+  `ConversionError` listing missing/unexpected keys and shape mismatches.
   """
   state = extract_state_dict(obj, path)
   model_cfg = infer_model_config(state, frames, num_heads, path)
@@ -169,6 +171,8 @@ def convert(obj: Any, frames: int, *, num_heads: int = 8, base: ml_collections.C
     parts = [f"{label}: {', '.join(items)}" for label, items in
              (("missing", missing), ("unexpected", unexpected), ("shape mismatch", wrong)) if items]
     raise ConversionError(f"{path}: weights do not fit PoseFormerV2 ({'; '.join(parts)})")
+  if output_scale != 1.0:
+    params["head"] = {k: v * np.float32(output_scale) for k, v in params["head"].items()}
   config = base.copy_and_resolve_references() if base is not None else config_lib.base_config()
   config.model = model_cfg
   config.model.drop_path_rate = 0.1  # training default; evaluation is deterministic anyway

@@ -183,3 +183,17 @@ def test_converter_works_without_torch(tmp_path, official_27_1_3):
   ref.load_state_dict({k[len("module."):]: v for k, v in
                        torch.load(official_27_1_3, weights_only=False)["model_pos"].items()})
   assert np.abs(ours - _torch_forward(ref.eval(), x)).max() < TOL
+
+
+def test_3dhp_checkpoint_predicts_millimetres_converted_to_metres(tmp_path):
+  """Upstream's 3DHP model is trained in mm; with the 3DHP config the converter rescales the head."""
+  ref = random_reference(81, 9, 9, seed=11)
+  save_official(ref, tmp_path / "no_refine.pth", plain=True)
+  rc = convert_torch_weights.main(["--input", str(tmp_path / "no_refine.pth"), "--frames", "81",
+                                   "--output", str(tmp_path / "out"),
+                                   "--config", str(ROOT / "configs/mpi_inf_3dhp.py")])
+  assert rc == 0
+  x = np.random.default_rng(4).uniform(-1, 1, size=(2, 81, 17, 2)).astype(np.float32)
+  ours, config = _flax_forward(tmp_path / "out", x)
+  assert config.data.dataset == "mpi_inf_3dhp"
+  np.testing.assert_allclose(ours * 1000.0, _torch_forward(ref, x), atol=1e-5 * 1000)
