@@ -17,10 +17,16 @@ def load_checkpoint(directory, step=None):
   return _load(directory, step)
 
 
-def lift(*args, **kwargs):
-  """See `poseformer_jax.video.lifting.lift`."""
-  from poseformer_jax.video.lifting import lift as _lift
-  return _lift(*args, **kwargs)
+# `poseformer_jax.lift` is the function (its module imports only numpy at load).
+# The module is also the CLI (`python -m poseformer_jax.lift`); runpy warns when a
+# package has already imported the module it is about to run, which is harmless
+# here (the module has no import-time side effects), so that one warning is muted.
+import warnings as _warnings
+
+_warnings.filterwarnings(
+    "ignore", message=r"'poseformer_jax\.lift' found in sys\.modules", category=RuntimeWarning)
+
+from poseformer_jax.lift import lift  # noqa: E402
 
 
 def __getattr__(name):
