@@ -1,0 +1,360 @@
+"""The standard evaluation protocol (Human3.6M; MPI-INF-3DHP adds PCK/AUC).
+
+`evaluate` predicts every frame of every test sequence (edge-padded windows,
+test-time flip per the Predictor), compares with the root-zeroed ground truth
+and reports, in millimetres:
+
+* per action (the name before the first space, so 'Directions 1' of S9 and
+  'Directions' of S11 are one action): P1 (MPJPE), P2 (P-MPJPE), P3 (N-MPJPE)
+  averaged over all evaluated frames of the action, across subjects and
+  cameras; MPJVE computed per sequence and averaged with frame weights — as
+  upstream's ``run_poseformer.py``;
+* the average: the mean over the evaluated actions (the paper's figure);
+* optionally the same per subject.
+
+MPI-INF-3DHP (``info.name`` starting with 'mpi'): only frames flagged in
+``Sequence.valid`` count, the prediction's root joint is zeroed (as that
+code base does), and each entry adds 'pck' and 'auc' (percent, the 14 joints
+of the official evaluation script); an extra 'overall' entry pools all frames,
+which is how that dataset's results are usually reported.
+
+Result JSON::
+
+    {"actions": {"Walking": {"p1": .., "p2": .., "p3": .., "mpjve": ..}, ...},
+     "average": {"p1": .., "p2": .., "p3": .., "mpjve": ..},
+     "subjects": {"S9": {"actions": {...}, "average": {...}}, ...}}   # per_subject only
+
+`run_eval` is the whole thing from a config and a checkpoint (eval.py, and
+the final evaluation of training).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Sequence as Seq
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from poseformer_jax import metrics
+from poseformer_jax.errors import ConfigError, DataError
+from poseformer_jax.inference import Predictor
+
+# Joints scored by PCK/AUC on MPI-INF-3DHP: the 14 of `mpii_get_pck_auc_joint_groups.m`
+# (head top .. left ankle; the pelvis 14, spine 15 and head 16 are left out).
+MPI_INF_3DHP_PCK_JOINTS = tuple(range(14))
+METRIC_KEYS = ("p1", "p2", "p3", "mpjve")
+MAX_CHUNK = 1 << 16  # frames per jitted metrics call
+
+
+def action_name(action: str) -> str:
+  """'Directions 1' -> 'Directions' (upstream pools an action's takes)."""
+  return action.split(" ")[0]
+
+
+def is_mpi_inf_3dhp(info) -> bool:
+  return info.name.lower().startswith("mpi")
+
+
+def make_predictor(model, params, info, *, batch_size: int = 1024, flip: bool = True,
+                   mesh=None) -> Predictor:
+  """The Predictor of the protocol: dataset flip pairs, raw network output.
+
+  Upstream's Human3.6M evaluation scores the network's output as it is (only
+  the target's root is zeroed), so the predicted root joint is kept here;
+  `evaluate` zeroes it itself for MPI-INF-3DHP, as that code base does.
+  """
+  return Predictor.from_info(model, params, info, batch_size=batch_size, flip=flip,
+                             mesh=mesh, root_joint=None)
+
+
+def evaluate(predictor: Predictor, sequences, info, *, per_subject: bool = False,
+             noise_std_px: float = 0.0, seed: int = 0, progress: bool = True,
+             max_frames: int = -1) -> dict:
+  """Evaluates a predictor on test sequences. See the module docstring.
+
+  Args:
+    predictor: a `Predictor` (usually from `make_predictor`).
+    sequences: list of `poseformer_jax.data.dataset.Sequence` with 3D ground truth.
+    info: the `DatasetInfo` of the sequences (root joint, dataset name).
+    per_subject: add a 'subjects' block.
+    noise_std_px: std of Gaussian noise added to the 2D input, in pixels of
+      each sequence's image (0: none); drawn from `seed`.
+    progress: show a progress bar (stderr).
+    max_frames: > 0 keeps only the first `max_frames` frames of each sequence.
+  Returns:
+    the results dict (millimetres; PCK/AUC in percent), JSON-serialisable.
+  """
+  if not sequences:
+    raise DataError("no test sequences to evaluate")
+  inputs, targets, valids = [], [], []
+  rng = np.random.default_rng(seed)
+  for s in sequences:
+    if s.positions_3d is None:
+      raise DataError(f"{s.subject} {s.action} camera {s.camera}: no 3D ground truth")
+    end = max_frames if max_frames and max_frames > 0 else len(s.keypoints_2d)
+    x = np.asarray(s.keypoints_2d[:end], np.float32)
+    y = np.array(s.positions_3d[:end], np.float32)  # a copy: the root is zeroed below
+    if x.shape[:1] != y.shape[:1]:
+      raise DataError(f"{s.subject} {s.action} camera {s.camera}: {len(x)} 2D frames but "
+                      f"{len(y)} 3D frames")
+    if noise_std_px > 0:
+      x = x + (rng.standard_normal(x.shape) * (noise_std_px * 2.0 / s.image_size[0])
+               ).astype(np.float32)
+    y[:, info.root_joint] = 0.0
+    inputs.append(x)
+    targets.append(y)
+    valids.append(np.ones(len(x), bool) if s.valid is None
+                  else np.asarray(s.valid[:end], bool))
+
+  bar = _progress_bar(len(sequences), progress)
+  ends = np.cumsum([len(x) for x in inputs])
+
+  def on_frames(done: int) -> None:
+    if bar is not None:
+      bar.update(int(np.searchsorted(ends, done, side="right")) - bar.n)
+
+  try:
+    preds = predictor.predict_sequences(inputs, progress=on_frames)
+  finally:
+    if bar is not None:
+      bar.close()
+
+  pred = np.concatenate(preds)
+  target = np.concatenate(targets)
+  valid = np.concatenate(valids)
+  mpi = is_mpi_inf_3dhp(info)
+  if mpi:
+    pred[:, info.root_joint] = 0.0
+  frame, step_err = frame_metrics(pred, target, MPI_INF_3DHP_PCK_JOINTS if mpi else None)
+  seq_id = np.repeat(np.arange(len(inputs)), [len(x) for x in inputs])
+  seq_vel = sequence_mpjve(step_err, valid, seq_id, len(inputs))
+
+  actions = [action_name(s.action) for s in sequences]
+  subjects = [s.subject for s in sequences]
+  keys = list(frame)
+  results = _summarise(frame, keys, valid, seq_id, seq_vel, actions,
+                       np.ones(len(sequences), bool))
+  if mpi:
+    results["overall"] = _pool(frame, keys, valid, seq_vel, np.ones(len(valid), bool),
+                               seq_id, np.ones(len(sequences), bool))
+  if per_subject:
+    results["subjects"] = {}
+    for subject in dict.fromkeys(subjects):
+      chosen = np.array([x == subject for x in subjects])
+      results["subjects"][subject] = _summarise(frame, keys, valid, seq_id, seq_vel, actions,
+                                                chosen)
+  return results
+
+
+def frame_metrics(pred: np.ndarray, target: np.ndarray, pck_joints: Seq[int] | None = None
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+  """Per-frame P1/P2/P3 (PCK/AUC) and per-step velocity errors of a concatenation.
+
+  Runs one jitted function over fixed-size chunks (the last one padded with
+  copies of the last frame), so a whole evaluation compiles it once.
+
+  Args:
+    pred, target: (N, J, 3) metres, N >= 1.
+    pck_joints: joints scored by PCK/AUC (None: no PCK/AUC).
+  Returns:
+    ({'p1', 'p2', 'p3'[, 'pck', 'auc']}: (N,) float64, errors in metres and
+    PCK/AUC as fractions; (N-1,) float64 velocity error of each step
+    frame k -> k+1 in metres, see `metrics.velocity_errors`).
+  """
+  n = len(pred)
+  chunk = min(MAX_CHUNK, max(256, 1 << (n - 1).bit_length()))
+  joints = None if pck_joints is None else tuple(int(j) for j in pck_joints)
+  pieces: dict[str, list] = {}
+  steps = []
+  for first in range(0, n, chunk):
+    # chunk + 1 rows: the extra row gives the velocity step out of the chunk's last frame.
+    p, t = pred[first:first + chunk + 1], target[first:first + chunk + 1]
+    rows = len(p)
+    if rows < chunk + 1:
+      p = np.concatenate([p, np.broadcast_to(p[-1:], (chunk + 1 - rows,) + p.shape[1:])])
+      t = np.concatenate([t, np.broadcast_to(t[-1:], (chunk + 1 - rows,) + t.shape[1:])])
+    frame, vel = _chunk_metrics(p, t, joints)
+    m = min(chunk, n - first)
+    for k, v in frame.items():
+      pieces.setdefault(k, []).append(np.asarray(v, np.float64)[:m])
+    steps.append(np.asarray(vel, np.float64)[:min(chunk, n - 1 - first)])
+  return {k: np.concatenate(v) for k, v in pieces.items()}, np.concatenate(steps)
+
+
+@functools.partial(jax.jit, static_argnames=("pck_joints",))
+def _chunk_metrics(pred, target, pck_joints):
+  """(C+1, J, 3) rows -> per-frame metrics of the first C rows, (C,) velocity steps."""
+  p, t = pred[:-1], target[:-1]
+  out = {"p1": metrics.mpjpe(p, t), "p2": metrics.p_mpjpe(p, t), "p3": metrics.n_mpjpe(p, t)}
+  if pck_joints is not None:
+    idx = jnp.asarray(pck_joints)
+    out["pck"] = metrics.pck(p[:, idx], t[:, idx])
+    out["auc"] = metrics.auc(p[:, idx], t[:, idx])
+  return out, metrics.velocity_errors(pred, target)
+
+
+def sequence_mpjve(step_err: np.ndarray, valid: np.ndarray, seq_id: np.ndarray,
+                   num_sequences: int) -> np.ndarray:
+  """MPJVE of each sequence of a concatenation. Returns (S,) metres, NaN where undefined.
+
+  Args:
+    step_err: (N-1,) velocity error of each step k -> k+1, metres (`frame_metrics`).
+    valid: (N,) bool; a step counts when both of its frames are valid and
+      belong to the same sequence.
+    seq_id: (N,) int sequence of each frame.
+  """
+  step_ok = valid[1:] & valid[:-1] & (seq_id[1:] == seq_id[:-1])
+  total = np.bincount(seq_id[:-1], weights=step_err * step_ok, minlength=num_sequences)
+  count = np.bincount(seq_id[:-1], weights=step_ok, minlength=num_sequences)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _pool(frame, keys, valid, seq_vel, frame_mask, seq_id, seq_mask) -> dict | None:
+  """Pooled metrics over the chosen valid frames (mm / percent); None if no frame."""
+  w = valid & frame_mask
+  if not w.any():
+    return None
+  entry = {}
+  for k in keys:
+    scale = 100.0 if k in ("pck", "auc") else 1000.0
+    entry[k] = float(np.sum(frame[k][w]) / np.sum(w) * scale)
+  # MPJVE: per sequence, weighted by the sequence's evaluated frames (upstream).
+  frames_per_seq = np.bincount(seq_id[w], minlength=len(seq_vel)).astype(np.float64)
+  ok = seq_mask & np.isfinite(seq_vel) & (frames_per_seq > 0)
+  entry["mpjve"] = (float(np.sum(seq_vel[ok] * frames_per_seq[ok]) / np.sum(frames_per_seq[ok])
+                          * 1000.0) if ok.any() else None)
+  return {k: entry[k] for k in _ordered(keys)}
+
+
+def _summarise(frame, keys, valid, seq_id, seq_vel, actions, seq_mask) -> dict:
+  """{'actions': {...}, 'average': {...}} over the sequences in `seq_mask`."""
+  per_action = {}
+  for name in dict.fromkeys(a for a, m in zip(actions, seq_mask) if m):
+    chosen = seq_mask & np.array([a == name for a in actions])
+    entry = _pool(frame, keys, valid, seq_vel, chosen[seq_id], seq_id, chosen)
+    if entry is not None:
+      per_action[name] = entry
+  average = {}
+  for k in _ordered(keys):
+    vals = [e[k] for e in per_action.values() if e[k] is not None]
+    average[k] = float(np.mean(vals)) if vals else None
+  return {"actions": per_action, "average": average}
+
+
+def _ordered(keys) -> list[str]:
+  return ["p1", "p2", "p3", "mpjve"] + [k for k in keys if k not in METRIC_KEYS]
+
+
+def _progress_bar(total: int, enabled: bool):
+  if not enabled:
+    return None
+  from tqdm import tqdm
+  return tqdm(total=total, unit="seq", desc="evaluating", file=sys.stderr, dynamic_ncols=True)
+
+
+# -- presentation --------------------------------------------------------------
+
+def format_table(results: dict) -> str:
+  """A readable table of `evaluate`'s results (mm; PCK/AUC in percent)."""
+  lines = []
+
+  def block(title: str | None, part: dict) -> None:
+    keys = list(part["average"])
+    labels = {"p1": "P1 mm", "p2": "P2 mm", "p3": "P3 mm", "mpjve": "MPJVE mm",
+              "pck": "PCK %", "auc": "AUC %"}
+    width = max([len("Average")] + [len(a) for a in part["actions"]]) + 2
+    if title:
+      lines.append(title)
+    lines.append("Action".ljust(width) + "".join(f"{labels.get(k, k):>10}" for k in keys))
+    lines.append("-" * (width + 10 * len(keys)))
+    rows = list(part["actions"].items()) + [("Average", part["average"])]
+    for i, (name, entry) in enumerate(rows):
+      if i == len(rows) - 1:
+        lines.append("-" * (width + 10 * len(keys)))
+      lines.append(name.ljust(width) + "".join(_cell(entry.get(k)) for k in keys))
+
+  block(None, results)
+  if results.get("overall"):
+    lines.append("Overall".ljust(9) + " (all frames pooled)"
+                 + "".join(f" {k}={_cell(v).strip()}" for k, v in results["overall"].items()))
+  for subject, part in results.get("subjects", {}).items():
+    lines.append("")
+    block(f"Subject {subject}", part)
+  return "\n".join(lines)
+
+
+def _cell(value) -> str:
+  if value is None or (isinstance(value, float) and math.isnan(value)):
+    return f"{'-':>10}"
+  return f"{value:>10.2f}"
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> Path:
+  """Writes JSON via a temporary file in the same folder and a rename."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+  try:
+    with open(tmp, "x") as f:  # 'x': never clobbers; the usual umask permissions
+      json.dump(obj, f, indent=2, allow_nan=False)
+      f.write("\n")
+    os.replace(tmp, path)
+  except BaseException:
+    tmp.unlink(missing_ok=True)
+    raise
+  return path
+
+
+# -- the whole evaluation from a config ------------------------------------------
+
+def data_mesh(batch_size: int):
+  """A 1-D 'data' mesh over all devices when there are several and they divide the batch."""
+  devices = jax.devices()
+  if len(devices) < 2 or batch_size % len(devices):
+    return None
+  return jax.sharding.Mesh(np.array(devices), ("data",))
+
+
+def run_eval(config, checkpoint_dir, output=None, *, progress: bool = True) -> dict:
+  """Loads a checkpoint and the test split, evaluates, optionally writes JSON.
+
+  The architecture comes from the checkpoint's stored config; `config`
+  supplies the data (`config.data`) and the protocol (`config.eval`).
+  Raises `PoseFormerError` subclasses for user-facing problems.
+  """
+  from poseformer_jax.checkpoint import load_checkpoint
+  from poseformer_jax.data.dataset import load_sequences
+
+  model, params, ckpt_config = load_checkpoint(checkpoint_dir)
+  _warn_architecture(config, ckpt_config)
+  sequences, info = load_sequences(config.data, "test")
+  if info.num_joints != model.num_joints:
+    raise ConfigError(f"the checkpoint's model has {model.num_joints} joints but the "
+                      f"{info.name} data has {info.num_joints}")
+  ev = config.eval
+  predictor = make_predictor(model, params, info, batch_size=int(ev.batch_size),
+                             flip=bool(ev.flip), mesh=data_mesh(int(ev.batch_size)))
+  results = evaluate(predictor, sequences, info, per_subject=bool(ev.per_subject),
+                     noise_std_px=float(ev.noise_std), seed=int(ev.get("seed", 0)),
+                     progress=progress, max_frames=int(ev.max_frames))
+  if output:
+    write_json_atomic(output, results)
+  return results
+
+
+def _warn_architecture(config, ckpt_config) -> None:
+  fields = ("num_frames", "kept_frames", "kept_coeffs", "num_joints")
+  mine = {k: config.model.get(k) for k in fields} if "model" in config else {}
+  theirs = {k: ckpt_config.model.get(k) for k in fields}
+  if mine and mine != theirs:
+    print(f"warning: the config's model {mine} differs from the checkpoint's {theirs}; "
+        "using the checkpoint's", file=sys.stderr)

@@ -1,0 +1,206 @@
+"""The one forward-pass driver: every frame of a 2D sequence -> its 3D pose.
+
+Shared by evaluation (`poseformer_jax.evaluation`) and video lifting. For each
+frame t the network sees the F-frame window centred on t, edge-padded at the
+sequence borders (the window row indices come from THE windowing routine,
+`poseformer_jax.data.windows`); with test-time flip the mirrored window is
+predicted as well, mirrored back and averaged with the plain prediction, as
+upstream.
+
+How it stays fast (the network should account for nearly all of the time):
+
+* The 2D sequence goes to the device once; the host only computes (B, F)
+  int32 row indices per batch and the device gathers the windows, so no
+  (B, F, J, 2) window array is built on the host or copied per batch.
+* One jitted forward per batch shape runs plain and flipped windows in a
+  single ``model.apply`` (2B rows). The last partial batch is padded up to
+  the batch size (its extra rows are dropped), so a whole evaluation compiles
+  the forward once.
+* Dispatch is asynchronous: the host prepares batch k+1 while the device
+  computes batch k; results are fetched a few batches behind.
+* With a `jax.sharding.Mesh` (axis 'data'), windows are split over the
+  devices along the batch axis and the parameters are replicated.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Callable, Iterable, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from poseformer_jax.data import skeleton
+from poseformer_jax.data import windows
+from poseformer_jax.errors import ConfigError, DataError
+
+# Batches dispatched ahead of the one being fetched (bounds device memory).
+MAX_IN_FLIGHT = 4
+
+
+class Predictor:
+  """Runs a PoseFormerV2 over whole 2D sequences.
+
+  Args:
+    model: a `poseformer_jax.model.PoseFormerV2` (its F and J fix the window).
+    params: its parameters (the ``'params'`` collection).
+    batch_size: windows per forward pass (a flipped copy doubles the rows the
+      network sees). With a mesh it must be a multiple of the device count.
+    flip: test-time flip augmentation.
+    kps_left, kps_right: 2D keypoint indices swapped by the input flip.
+    joints_left, joints_right: 3D joint indices swapped by the output flip.
+    mesh: optional `jax.sharding.Mesh` with an axis named 'data'.
+    root_joint: joint set to exactly 0 in the output (root-relative poses);
+      None returns the network's output as is (the evaluation protocol
+      compares that raw output with the root-zeroed target, as upstream).
+  """
+
+  def __init__(self, model, params, *, batch_size: int = 1024, flip: bool = True,
+               kps_left: Sequence[int], kps_right: Sequence[int],
+               joints_left: Sequence[int], joints_right: Sequence[int],
+               mesh: jax.sharding.Mesh | None = None, root_joint: int | None = 0):
+    if batch_size < 1:
+      raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    self.model = model
+    self.batch_size = int(batch_size)
+    self.flip = bool(flip)
+    self.num_frames = int(model.num_frames)
+    self.num_joints = int(model.num_joints)
+    self.pad = (self.num_frames - 1) // 2
+    self.root_joint = root_joint
+    self.mesh = mesh
+    kps_left, kps_right = tuple(map(int, kps_left)), tuple(map(int, kps_right))
+    joints_left, joints_right = tuple(map(int, joints_left)), tuple(map(int, joints_right))
+    # Validates the swaps once (raises on a bad left/right pairing).
+    skeleton.flip_permutation(self.num_joints, kps_left, kps_right)
+    skeleton.flip_permutation(self.num_joints, joints_left, joints_right)
+    if root_joint is not None and not 0 <= root_joint < self.num_joints:
+      raise ConfigError(f"root_joint {root_joint} out of range for {self.num_joints} joints")
+
+    if mesh is None:
+      self._replicated = self._batch_sharding = None
+      self.params = jax.device_put(params)
+    else:
+      if "data" not in mesh.axis_names:
+        raise ConfigError(f"the mesh needs an axis named 'data', has {mesh.axis_names}")
+      devices = mesh.shape["data"]
+      if self.batch_size % devices:
+        raise ConfigError(f"batch_size {self.batch_size} is not a multiple of the "
+                          f"{devices} devices of the mesh's 'data' axis")
+      self._replicated = NamedSharding(mesh, PartitionSpec())
+      self._batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
+      self.params = jax.device_put(params, self._replicated)
+
+    def forward(params, x):
+      """(B, F, J, 2) windows -> (B, J, 3) centre-frame poses, flip-averaged."""
+      b = x.shape[0]
+      if self.flip:
+        mirrored = skeleton.flip_2d(x, kps_left, kps_right)
+        # Interleave (not concatenate) so each device keeps its own rows.
+        both = jnp.stack([x, mirrored], axis=1).reshape((2 * b,) + x.shape[1:])
+        y = model.apply({"params": params}, both, deterministic=True)
+        y = y.reshape(b, 2, self.num_joints, 3)
+        y = (y[:, 0] + skeleton.flip_3d(y[:, 1], joints_left, joints_right)) / 2
+      else:
+        y = model.apply({"params": params}, x, deterministic=True)[:, 0]
+      if root_joint is not None:
+        y = y.at[:, root_joint].set(0.0)
+      return y
+
+    def gather(data, idx):
+      """(N, J, 2) frames, (B, F) row indices -> (B, F, J, 2) windows."""
+      return jnp.take(data, idx, axis=0, mode="clip")  # indices are in range already
+
+    if mesh is None:
+      self._forward = jax.jit(forward)
+      self._gather = jax.jit(gather)
+    else:
+      self._forward = jax.jit(forward, in_shardings=(self._replicated, self._batch_sharding),
+                              out_shardings=self._batch_sharding)
+      self._gather = jax.jit(gather, in_shardings=(self._replicated, self._batch_sharding),
+                             out_shardings=self._batch_sharding)
+
+  @classmethod
+  def from_info(cls, model, params, info, **kwargs) -> "Predictor":
+    """A Predictor with the flip pairs of a dataset (`poseformer_jax.data.dataset.DatasetInfo`)."""
+    kwargs.setdefault("root_joint", info.root_joint)
+    return cls(model, params, kps_left=info.kps_left, kps_right=info.kps_right,
+               joints_left=info.joints_left, joints_right=info.joints_right, **kwargs)
+
+  def predict_sequence(self, keypoints_2d: np.ndarray) -> np.ndarray:
+    """3D pose of every frame of one sequence.
+
+    Args:
+      keypoints_2d: (T, J, 2) normalised screen coordinates, T >= 1.
+    Returns:
+      (T, J, 3) float32, camera frame, metres, root-relative (root joint
+      exactly 0 unless the Predictor was built with root_joint=None).
+    """
+    x = self._check(keypoints_2d)
+    t = len(x)
+    # The windows of an index sequence are the windows' row indices.
+    batches = windows.sliding_windows(np.arange(t, dtype=np.int32), self.pad, self.batch_size)
+    return self._run(x, batches, t)
+
+  def predict_sequences(self, sequences: Sequence[np.ndarray], *,
+                        progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+    """3D poses of every frame of several sequences, batched across sequences.
+
+    Same result as `predict_sequence` on each, but batches run over sequence
+    boundaries (windows never do), so only the very last batch is partial.
+
+    Args:
+      sequences: list of (T_i, J, 2) normalised screen coordinates.
+      progress: optional callback, called with the number of frames done
+        (in sequence order) after each batch completes.
+    Returns:
+      list of (T_i, J, 3) float32 arrays (see `predict_sequence`).
+    """
+    if len(sequences) == 0:
+      return []
+    bank = windows.SequenceBank([self._check(s) for s in sequences])
+    total = bank.num_samples
+    ids = np.arange(total, dtype=np.int64)
+
+    def batches() -> Iterator[tuple[int, np.ndarray]]:
+      for first in range(0, total, self.batch_size):
+        yield first, bank.index(ids[first:first + self.batch_size], self.pad)
+
+    out = self._run(bank.data, batches(), total, progress)
+    return np.split(out, np.cumsum(bank.lengths)[:-1])
+
+  # -- internals ---------------------------------------------------------------
+
+  def _check(self, keypoints_2d) -> np.ndarray:
+    x = np.asarray(keypoints_2d, np.float32)
+    if x.ndim != 3 or x.shape[1:] != (self.num_joints, 2) or len(x) < 1:
+      raise DataError(f"expected 2D keypoints of shape (T >= 1, {self.num_joints}, 2), "
+                      f"got {x.shape}")
+    return x
+
+  def _run(self, data: np.ndarray, index_batches: Iterable[tuple[int, np.ndarray]],
+           total: int, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Forward passes over row-index batches of `data`; returns (total, J, 3)."""
+    out = np.empty((total, self.num_joints, 3), np.float32)
+    data_dev = jax.device_put(data, self._replicated)
+    pending: collections.deque = collections.deque()
+
+    def fetch_oldest():
+      first, n, y = pending.popleft()
+      out[first:first + n] = np.asarray(y)[:n]  # blocks until that batch is done
+      if progress is not None:
+        progress(first + n)
+
+    for first, idx in index_batches:
+      n = len(idx)
+      if n < self.batch_size:  # pad with copies of the last window; dropped below
+        idx = np.concatenate([idx, np.broadcast_to(idx[-1:], (self.batch_size - n, idx.shape[1]))])
+      idx_dev = jax.device_put(idx.astype(np.int32, copy=False), self._batch_sharding)
+      pending.append((first, n, self._forward(self.params, self._gather(data_dev, idx_dev))))
+      if len(pending) > MAX_IN_FLIGHT:
+        fetch_oldest()
+    while pending:
+      fetch_oldest()
+    return out
