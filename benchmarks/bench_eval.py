@@ -1,0 +1,188 @@
+"""Full evaluation pass (windows + flip + P1/P2/P3/MPJVE): the project's evaluation vs upstream's loop.
+
+  python benchmarks/bench_eval.py [--quick] [--json out.json] [--variant 27_3_3]
+
+Data: a synthetic Human3.6M look-alike (test subjects S9, S11, 4 cameras;
+`poseformer_jax.data.synthetic`) written to a temporary folder. Weights: the
+random-weight PyTorch reference converted to Flax (both sides identical).
+
+* JAX: `evaluation.make_predictor` + `evaluation.evaluate` (device-side window
+  gather by index, flip in the same jitted forward, fixed batch, async
+  dispatch, jitted metrics), exactly what `eval.py` runs.
+* upstream: the pattern of PoseFormerV2's ``run_poseformerv2.py`` /
+  ``eval_data_prepare``, reimplemented here in PyTorch: per sequence, pad the
+  2D sequence at both ends (edge), build every window in a Python loop, run
+  the whole sequence as one batch, again for the flipped copy, average, then
+  P1 (torch), P2 (numpy Procrustes per frame, as upstream's ``p_mpjpe``),
+  P3 and MPJVE (numpy).
+
+Both are timed alternately. "Outside forward" is the pass's time minus
+(number of forward calls x the median time of one forward call at that batch
+shape, measured in the same process): window building, flips, transfers,
+metrics and Python overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import common
+
+
+def load_synthetic(tmp: Path, actions: int, frames: int):
+  from poseformer_jax import config_lib
+  from poseformer_jax.data import dataset, synthetic
+  synthetic.write_h36m(tmp, subjects="S9,S11", actions_per_subject=actions, frames=frames)
+  cfg = config_lib.base_config().data
+  cfg.root, cfg.subjects_test = str(tmp), "S9,S11"
+  return dataset.load_sequences(cfg, "test")
+
+
+def upstream_eval(ref, sequences, info, num_frames, torch, timing=None):
+  """Upstream's evaluation loop in PyTorch (see module docstring). Returns mean P1 (mm)."""
+  import numpy as np
+  pad = (num_frames - 1) // 2
+  kl, kr = list(info.kps_left), list(info.kps_right)
+  jl, jr = list(info.joints_left), list(info.joints_right)
+  p1s, weights = [], []
+  for s in sequences:
+    seq2d = np.pad(s.keypoints_2d, ((pad, pad), (0, 0), (0, 0)), "edge")
+    flipped = seq2d.copy()
+    flipped[..., 0] *= -1
+    flipped[:, kl + kr] = flipped[:, kr + kl]
+    batch = np.empty((len(s), num_frames) + seq2d.shape[1:], np.float32)
+    batch_flip = np.empty_like(batch)
+    for i in range(len(s)):  # eval_data_prepare: one window per output frame
+      batch[i] = seq2d[i:i + num_frames]
+      batch_flip[i] = flipped[i:i + num_frames]
+    with torch.inference_mode():
+      t0 = time.perf_counter()
+      pred = ref(torch.from_numpy(batch))
+      pred_flip = ref(torch.from_numpy(batch_flip))
+      if timing is not None:
+        timing.append(time.perf_counter() - t0)
+      pred_flip[..., 0] *= -1
+      pred_flip[:, :, jl + jr] = pred_flip[:, :, jr + jl]
+      pred = ((pred + pred_flip) / 2)[:, 0]
+      target = torch.from_numpy(s.positions_3d.copy())
+      target[:, info.root_joint] = 0
+      p1 = torch.mean(torch.norm(pred - target, dim=-1), dim=-1)
+    pred_np, target_np = pred.numpy(), target.numpy()
+    p2 = _p_mpjpe(pred_np, target_np)
+    scale = (np.sum(target_np * pred_np, axis=(1, 2), keepdims=True)
+             / np.sum(pred_np ** 2, axis=(1, 2), keepdims=True))
+    p3 = np.mean(np.linalg.norm(scale * pred_np - target_np, axis=-1), axis=-1)
+    vel = np.mean(np.linalg.norm(np.diff(pred_np, axis=0) - np.diff(target_np, axis=0), axis=-1))
+    del p2, p3, vel  # computed for the cost; only P1 is compared
+    p1s.append(float(p1.mean()) * 1000)
+    weights.append(len(s))
+  return float(np.average(p1s, weights=weights))
+
+
+def _p_mpjpe(pred, target):
+  """Per-frame Procrustes-aligned MPJPE, as upstream's numpy `p_mpjpe`."""
+  import numpy as np
+  mu_x, mu_y = target.mean(1, keepdims=True), pred.mean(1, keepdims=True)
+  x0, y0 = target - mu_x, pred - mu_y
+  nx = np.sqrt(np.sum(x0 ** 2, axis=(1, 2), keepdims=True))
+  ny = np.sqrt(np.sum(y0 ** 2, axis=(1, 2), keepdims=True))
+  x0, y0 = x0 / nx, y0 / ny
+  h = np.matmul(x0.transpose(0, 2, 1), y0)
+  u, s, vt = np.linalg.svd(h)
+  v = vt.transpose(0, 2, 1)
+  r = np.matmul(v, u.transpose(0, 2, 1))
+  sign = np.sign(np.expand_dims(np.linalg.det(r), axis=1))
+  v[:, :, -1] *= sign
+  s[:, -1] *= sign.flatten()
+  r = np.matmul(v, u.transpose(0, 2, 1))
+  tr = np.expand_dims(np.sum(s, axis=1, keepdims=True), axis=2)
+  a = tr * nx / ny
+  t = mu_x - a * np.matmul(mu_y, r)
+  aligned = a * np.matmul(pred, r) + t
+  return np.mean(np.linalg.norm(aligned - target, axis=-1), axis=-1)
+
+
+def run(variant, actions, frames, batch_size, repeats):
+  import jax
+  import numpy as np
+  from poseformer_jax import evaluation
+  torch = common.setup_torch()
+  ref, model, params = common.reference_pair(variant)
+  with tempfile.TemporaryDirectory() as tmp:
+    sequences, info = load_synthetic(Path(tmp), actions, frames)
+  total = sum(len(s) for s in sequences)
+  predictor = evaluation.make_predictor(model, params, info, batch_size=batch_size, flip=True)
+
+  def jax_pass():
+    return evaluation.evaluate(predictor, sequences, info, progress=False)["average"]["p1"]
+
+  # The same number of forward calls at the same shape, nothing else (the pass's floor).
+  n_calls = -(-total // batch_size)
+  x = jax.device_put(common.inputs(variant, batch_size))
+
+  def jax_forwards():
+    for _ in range(n_calls):
+      predictor._forward(predictor.params, x).block_until_ready()
+
+  upstream_forward: list[float] = []
+  upstream_share: list[float] = []
+
+  def torch_pass():
+    upstream_forward.clear()
+    t0 = time.perf_counter()
+    p1 = upstream_eval(ref, sequences, info, model.num_frames, torch, upstream_forward)
+    upstream_share.append(sum(upstream_forward) / (time.perf_counter() - t0))
+    return p1
+
+  p1_jax, p1_torch = jax_pass(), torch_pass()
+  upstream_share.clear()
+  t = common.alternate({"jax": jax_pass, "jax_forwards": jax_forwards, "upstream": torch_pass},
+                       repeats=repeats, target_s=0.0, warmup=0)
+  jax_fwd = t["jax_forwards"]["median"]
+  up_share = float(np.median(upstream_share))
+  up_fwd = up_share * t["upstream"]["median"]
+  row = {"variant": variant, "sequences": len(sequences), "frames": total,
+         "batch_size": batch_size,
+         "jax_s": t["jax"]["median"], "upstream_s": t["upstream"]["median"],
+         "jax_fps": total / t["jax"]["median"], "upstream_fps": total / t["upstream"]["median"],
+         "jax_forward_s": jax_fwd, "upstream_forward_s": up_fwd,
+         "p1_jax_mm": p1_jax, "p1_upstream_mm": p1_torch}
+  row["ratio"] = row["jax_fps"] / row["upstream_fps"]
+  row["jax_outside_forward"] = max(0.0, 1 - jax_fwd / row["jax_s"])
+  row["upstream_outside_forward"] = 1 - up_share
+  return row
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  common.add_common_args(p)
+  p.add_argument("--variant", default="27_3_3")
+  p.add_argument("--actions", type=int, default=1, help="actions per test subject")
+  p.add_argument("--frames", type=int, default=300, help="frames per synthetic action")
+  p.add_argument("--batch-size", type=int, default=1024, help="windows per JAX forward call")
+  args = p.parse_args(argv)
+  if not args.no_cache:
+    common.enable_compilation_cache()
+  repeats = args.repeats or 3
+  if args.quick:
+    args.frames, repeats = min(args.frames, 120), args.repeats or 2
+    args.batch_size = min(args.batch_size, 256)
+  row = run(args.variant, args.actions, args.frames, args.batch_size, repeats)
+  print(common.table(
+      ["variant", "frames", "JAX f/s", "upstream f/s", "JAX/upstream", "JAX s", "upstream s",
+       "JAX outside fwd", "upstream outside fwd", "P1 JAX mm", "P1 upstream mm"],
+      [[row["variant"], row["frames"], row["jax_fps"], row["upstream_fps"], f"{row['ratio']:.2f}x",
+        row["jax_s"], row["upstream_s"], f"{100 * row['jax_outside_forward']:.1f}%",
+        f"{100 * row['upstream_outside_forward']:.1f}%", f"{row['p1_jax_mm']:.3f}",
+        f"{row['p1_upstream_mm']:.3f}"]],
+      title=f"Evaluation pass with flip, {row['sequences']} synthetic sequences, "
+            f"JAX batch {row['batch_size']} windows, {common.CORES} threads each"))
+  common.write_json(args.json, {"benchmark": "eval", "repeats": repeats, "results": [row]})
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

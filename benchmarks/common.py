@@ -1,0 +1,193 @@
+"""Shared helpers of the benchmark scripts: threads, same-weight JAX/PyTorch models,
+alternated timing, tables and JSON.
+
+Fairness rules every script follows:
+
+* same weights: a random-weight PyTorch reference (`tests/torch_reference.py`,
+  state-dict compatible with the official model) converted with
+  `poseformer_jax.convert.torch_to_flax`;
+* same inputs, already in each framework's memory before timing;
+* same threads: ``torch.set_num_threads(cores)``; XLA's CPU runtime sizes
+  its intra-op pool to the same core count (``os.sched_getaffinity``);
+* PyTorch's OpenMP pool waits passively (``OMP_WAIT_POLICY=PASSIVE``, see below);
+* alternated: each repeat times every contender once, in turn, and the
+  median over repeats is reported, so load from other processes on a shared
+  machine hits both sides alike. Ratios come from the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # torch_reference, torch_checkpoints
+
+# PyTorch's OpenMP threads spin-wait between ops by default; on a CPU shared with other
+# processes (this machine's case) a descheduled spinning thread stalls every op, and the
+# 2-thread reference ran 8x slower than with 1 thread. Passive waiting removes that artefact
+# (must be set before torch is imported; an explicit setting in the environment wins).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+# Outside the repository, so the cache never shows up as untracked files.
+CACHE_DIR = Path(os.environ.get("POSEFORMER_JAX_CACHE",
+                                Path.home() / ".cache" / "poseformer-jax" / "xla"))
+
+
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> None:
+  """Persistent XLA compilation cache (second runs skip compiling)."""
+  import jax
+  jax.config.update("jax_compilation_cache_dir", str(path or CACHE_DIR))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def setup_torch(threads: int = CORES):
+  import torch
+  torch.set_num_threads(threads)
+  return torch
+
+
+def machine() -> dict:
+  import jax
+  info = {"cpu": _cpu_name(), "cores": CORES, "platform": platform.platform(),
+          "python": platform.python_version(), "jax": jax.__version__,
+          "backend": jax.default_backend(), "devices": jax.device_count(),
+          "xla_flags": os.environ.get("XLA_FLAGS", ""),
+          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
+  try:
+    import torch
+    info["torch"] = torch.__version__
+    info["torch_threads"] = torch.get_num_threads()
+  except ImportError:
+    pass
+  try:
+    info["loadavg_start"] = os.getloadavg()[0]
+  except OSError:
+    pass
+  return info
+
+
+def _cpu_name() -> str:
+  try:
+    for line in open("/proc/cpuinfo"):
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor()
+
+
+def model_config(variant: str, dtype: str = "float32"):
+  from poseformer_jax import config_lib
+  cfg = config_lib.base_config()
+  config_lib.set_variant(cfg, variant)
+  cfg.model.dtype = dtype
+  return cfg
+
+
+def reference_pair(variant: str, seed: int = 0, dtype: str = "float32", torch_model: bool = True):
+  """(torch reference in eval mode or None, flax model, flax params): the SAME random weights."""
+  import jax
+  import numpy as np
+  from poseformer_jax import convert
+  from poseformer_jax import model as model_lib
+  from torch_checkpoints import random_reference
+  cfg = model_config(variant, dtype)
+  m = cfg.model
+  ref = random_reference(m.num_frames, m.kept_frames, m.kept_coeffs, seed=seed)
+  state = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
+  params, unexpected = convert.torch_to_flax(state)
+  assert not unexpected, unexpected
+  params = jax.tree.map(lambda a: jax.device_put(np.asarray(a, np.float32)), params)
+  model = model_lib.from_config(m)
+  return (ref if torch_model else None), model, params
+
+
+def inputs(variant: str, batch: int, seed: int = 0):
+  import numpy as np
+  cfg = model_config(variant)
+  return np.random.default_rng(seed).uniform(
+      -1, 1, size=(batch, cfg.model.num_frames, cfg.model.num_joints, 2)).astype(np.float32)
+
+
+def calibrate(fn: Callable[[], object], target_s: float) -> int:
+  """Calls per timed sample so that one sample lasts about target_s (fn already warm)."""
+  t0 = time.perf_counter()
+  fn()
+  dt = time.perf_counter() - t0
+  return max(1, int(round(target_s / max(dt, 1e-6))))
+
+
+def alternate(fns: dict[str, Callable[[], object]], repeats: int = 5, target_s: float = 0.3,
+              warmup: int = 1) -> dict[str, dict]:
+  """Times each fn (blocking calls) in turn, `repeats` rounds; seconds per call.
+
+  Returns {name: {'median': s, 'min': s, 'samples': [...], 'calls': n}}.
+  """
+  for fn in fns.values():
+    for _ in range(warmup):
+      fn()
+  calls = {k: calibrate(fn, target_s) for k, fn in fns.items()}
+  samples: dict[str, list[float]] = {k: [] for k in fns}
+  for _ in range(repeats):
+    for k, fn in fns.items():
+      t0 = time.perf_counter()
+      for _ in range(calls[k]):
+        fn()
+      samples[k].append((time.perf_counter() - t0) / calls[k])
+  return {k: {"median": statistics.median(v), "min": min(v), "samples": v, "calls": calls[k]}
+          for k, v in samples.items()}
+
+
+def table(headers: list[str], rows: list[list], title: str | None = None) -> str:
+  """A GitHub-markdown table (also readable in a terminal)."""
+  cells = [[_fmt(c) for c in r] for r in rows]
+  widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
+            for i, h in enumerate(headers)]
+  line = lambda r: "| " + " | ".join(c.rjust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+  out = [title, ""] if title else []
+  out += [line(headers), "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"]
+  out += [line(r) for r in cells]
+  return "\n".join(out)
+
+
+def _fmt(c) -> str:
+  if isinstance(c, float):
+    if c != c:
+      return "-"
+    if abs(c) >= 100:
+      return f"{c:,.0f}"
+    if abs(c) >= 10:
+      return f"{c:.1f}"
+    return f"{c:.2f}"
+  return str(c)
+
+
+def write_json(path: str | None, payload: dict) -> None:
+  if not path:
+    return
+  payload = dict(payload)
+  payload.setdefault("machine", machine())
+  Path(path).parent.mkdir(parents=True, exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(payload, f, indent=2, default=float)
+    f.write("\n")
+  print(f"wrote {path}")
+
+
+def add_common_args(parser) -> None:
+  parser.add_argument("--json", default=None, help="write the results to this JSON file")
+  parser.add_argument("--quick", action="store_true", help="fast smoke mode (fewer cases, repeats)")
+  parser.add_argument("--repeats", type=int, default=None, help="alternated rounds (median)")
+  parser.add_argument("--no-cache", action="store_true",
+                      help="do not use the persistent compilation cache "
+                           "(~/.cache/poseformer-jax/xla, or $POSEFORMER_JAX_CACHE)")
