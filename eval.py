@@ -14,7 +14,6 @@ import os
 import sys
 import traceback
 
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
@@ -26,18 +25,25 @@ _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "Checkpoint directory (training workdir, manager dir or step dir).")
 _OUTPUT = flags.DEFINE_string("output", None, "Write the results as JSON here.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show tracebacks of errors.")
-flags.mark_flag_as_required("checkpoint")
 
 
-def main(argv) -> int:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def main(argv=None) -> int:
+  from poseformer_jax import cli
+  argv = list(sys.argv if argv is None else argv)
+  try:
+    config = cli.parse_flags(argv, _CONFIG)
+  except Exception as e:  # noqa: BLE001 - flag/config parsing raises many types
+    if cli.wants_verbose(argv):
+      raise
+    return cli.fail(cli.describe_error(e))
+  if not _CHECKPOINT.value:
+    return cli.fail("--checkpoint is required")
   if not _VERBOSE.value:
     logging.set_verbosity(logging.WARNING)  # orbax/jax INFO chatter
   from poseformer_jax import evaluation
   from poseformer_jax.errors import PoseFormerError
   try:
-    results = evaluation.run_eval(_CONFIG.value, _CHECKPOINT.value, output=_OUTPUT.value)
+    results = evaluation.run_eval(config, _CHECKPOINT.value, output=_OUTPUT.value)
   except PoseFormerError as e:
     if _VERBOSE.value:
       traceback.print_exc()
@@ -50,4 +56,4 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  sys.exit(main())

@@ -256,7 +256,10 @@ def run(args) -> int:
   if size is None:
     raise DataError(f"{args.keypoints}: the image size is unknown; pass --image-size W H or "
                     "--video")
-  _check_image_size(size)
+  try:
+    _check_image_size(size)
+  except DataError as e:
+    raise DataError(f"{args.keypoints}: {e}") from None
   fps = args.fps or fps or (video["fps"] if video else None)
   if fps is None:
     fps = 25.0

@@ -189,7 +189,8 @@ def load(path: str | os.PathLike) -> Any:
   except PoseFormerError:
     raise
   except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, ValueError, TypeError,
-          KeyError, IndexError, OSError, AttributeError, RuntimeError) as e:
+          KeyError, IndexError, OSError, AttributeError, RuntimeError, MemoryError,
+          OverflowError, RecursionError) as e:
     raise CheckpointReadError(
         f"{path}: unreadable PyTorch checkpoint (truncated or corrupt: {type(e).__name__}: "
         f"{str(e).splitlines()[0] if str(e) else ''})") from None

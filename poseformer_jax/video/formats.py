@@ -220,6 +220,8 @@ def _read_npz(path: Path, fmt: str):
     scores = _as_float(scores, path, "scores")
   meta = {"size": _image_size(data.get("width"), data.get("height"), data.get("image_size"), path),
           "fps": _fps(data.get("fps"), path)}
+  if kps.ndim < 1:
+    raise DataError(f"{path}: 'keypoints' is a scalar, expected (T, joints, 2 or 3)")
   if "detected" in data:
     det = np.asarray(data["detected"]).astype(bool).reshape(-1)
     if det.shape[0] != kps.shape[0]:
@@ -303,6 +305,8 @@ def _read_openpose(path: Path, min_score: float):
       raise DataError(f"{f}: not an OpenPose file (no 'people' list)")
     if not doc["people"]:
       continue
+    if not isinstance(doc["people"][0], dict):
+      raise DataError(f"{f}: people[0] is not an object")
     flat = doc["people"][0].get("pose_keypoints_2d")
     try:
       arr = np.asarray(flat, np.float64).reshape(-1, 3)
