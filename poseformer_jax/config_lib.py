@@ -92,14 +92,15 @@ def base_config() -> ml_collections.ConfigDict:
       adam_b1=0.9,
       adam_b2=0.999,
       adam_eps=1e-8,
+      grad_accum_steps=1,               # >1: each step runs the batch as N microbatches (less memory)
       checkpoint_every_steps=0,         # >0: also checkpoint every N steps (mid-epoch)
       stop_after_steps=-1,              # >0: checkpoint and stop at this global step (tests, smoke runs)
       progress_bar=True,                # tqdm bar per epoch (process 0)
       tensorboard=True,                 # event files in WORKDIR/tensorboard (needs `tensorboard`)
       final_eval=True,                  # full evaluation protocol on the best checkpoint at the end
-      # Multi-process runs: jax.distributed.initialize() when `distributed` or a
-      # coordinator address is set (or JAX_COORDINATOR_ADDRESS is in the environment);
-      # ''/-1 let JAX detect the values from the cluster environment.
+      # Multi-process runs: jax.distributed.initialize() when `distributed`, a coordinator
+      # address or num_processes > 1 is set (or JAX_COORDINATOR_ADDRESS is in the
+      # environment); ''/-1 let JAX detect the values from the cluster environment.
       distributed=False,
       coordinator_address="",
       num_processes=-1,
