@@ -40,6 +40,13 @@ class _ReadOnlyWarningFilter(logging.Filter):
 
 
 _READ_ONLY_FILTER = _ReadOnlyWarningFilter()
+TRASH_DIR = "trash"
+
+
+def empty_trash(directory: str | os.PathLike) -> None:
+  """Removes steps that a manager on `directory` retired (see `open_manager`)."""
+  import shutil
+  shutil.rmtree(Path(directory) / TRASH_DIR, ignore_errors=True)
 
 
 def open_manager(directory: str | os.PathLike, *, max_to_keep: int | None = None,
@@ -59,6 +66,10 @@ def open_manager(directory: str | os.PathLike, *, max_to_keep: int | None = None
     logging.getLogger("absl").addFilter(_READ_ONLY_FILTER)  # adding twice is a no-op
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep,
+      # Old steps are renamed (atomically) into TRASH_DIR and removed from there by
+      # `empty_trash`, so a kill during clean-up never leaves a half-deleted step listed.
+      todelete_subdir=None if read_only else TRASH_DIR,
+      cleanup_tmp_directories=not read_only,
       create=not read_only,
       read_only=read_only,
       best_fn=(lambda m: m[best_metric]) if best_metric else None,

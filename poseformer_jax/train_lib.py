@@ -30,13 +30,16 @@ Resume: when ``checkpoints/`` holds a step, everything is restored (params,
 optimizer state, step, epoch, position inside the epoch, RNG, best P1, running
 epoch loss) and the input pipeline restarts at ``epoch(epoch, start_step=k)``,
 so an interrupted run ends with the same parameters as an uninterrupted one
-(bitwise on CPU). A checkpoint of another architecture (model block) or of
-another batch size / seed / epoch length is refused with a `ConfigError`.
+(bitwise on CPU with the same devices and CPU thread count: XLA:CPU splits some
+reductions by thread count, so e.g. `taskset` to fewer cores changes the last
+bits). A checkpoint of another architecture (model block) or of another batch
+size / seed / epoch length / accumulation is refused with a `ConfigError`.
 
 Stopping: SIGTERM (and a first Ctrl-C) sets a flag; the current step finishes,
-a checkpoint is written and `train` returns with status ``'preempted'``. A
-non-finite loss raises `TrainingError` naming the step and epoch, before any
-later checkpoint is written, so the last good checkpoint stays intact.
+a checkpoint is written and `train` returns with status ``'preempted'``
+(bounded by one step, plus the epoch-end validation if the signal lands there).
+A non-finite loss or gradient raises `TrainingError` naming the step and epoch,
+before any later checkpoint is written, so the last good checkpoint stays intact.
 """
 
 from __future__ import annotations
@@ -326,6 +329,12 @@ class Checkpoints:
   def __init__(self, workdir: Path, keep: int):
     self.train_dir = workdir / "checkpoints"
     self.best_dir = workdir / "best"
+    if jax.process_index() == 0:
+      for d in (self.train_dir, self.best_dir):
+        prune_partial_steps(d)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices("poseformer_jax.train_lib.prune_partial_steps")
     self.train = ckpt_lib.open_manager(self.train_dir, max_to_keep=max(int(keep), 1),
                                        item_names=TRAIN_ITEMS)
     self.best = ckpt_lib.open_manager(self.best_dir, max_to_keep=1, item_names=BEST_ITEMS,
@@ -344,6 +353,8 @@ class Checkpoints:
         config=ocp.args.JsonSave(config.to_dict()),
         meta=ocp.args.JsonSave({k: _json_safe(v) for k, v in meta.items()})))
     self.train.wait_until_finished()
+    if jax.process_index() == 0:
+      ckpt_lib.empty_trash(self.train_dir)
     return True
 
   def save_best(self, state: TrainState, config, meta: dict, val_p1: float) -> bool:
@@ -355,6 +366,8 @@ class Checkpoints:
         config=ocp.args.JsonSave(config.to_dict()),
         meta=ocp.args.JsonSave({k: _json_safe(v) for k, v in meta.items()})))
     self.best.wait_until_finished()
+    if jax.process_index() == 0:
+      ckpt_lib.empty_trash(self.best_dir)
     return True
 
   def best_p1(self) -> float | None:
@@ -386,6 +399,35 @@ class Checkpoints:
   def close(self):
     self.train.close()
     self.best.close()
+
+
+def _complete(step_dir: Path) -> bool:
+  return (step_dir / "_CHECKPOINT_METADATA").is_file() and (step_dir / "params").is_dir()
+
+
+def prune_partial_steps(directory: Path) -> list[str]:
+  """Removes step folders left half-deleted by a kill during orbax's clean-up of old steps.
+
+  Orbax writes a step under a temporary name and renames it when complete
+  (never listed while partial), but deletes old steps with a plain recursive
+  delete: a SIGKILL in the middle leaves an *old* step folder without its
+  ``_CHECKPOINT_METADATA`` or ``params`` that orbax would still list. Only
+  such folders older than the newest complete step are removed; the newest
+  complete step, the one a resume reads, is never touched. Returns the names removed.
+  """
+  import shutil
+  if not directory.is_dir():
+    return []
+  steps = {int(p.name): p for p in directory.iterdir() if p.is_dir() and p.name.isdigit()}
+  complete = [s for s, p in steps.items() if _complete(p)]
+  if not complete:
+    return []
+  removed = []
+  for s, p in sorted(steps.items()):
+    if s < max(complete) and not _complete(p):
+      shutil.rmtree(p, ignore_errors=True)
+      removed.append(p.name)
+  return removed
 
 
 def _host(tree: Any) -> Any:

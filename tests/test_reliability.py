@@ -279,5 +279,11 @@ def test_two_processes_equal_one_process_on_four_devices(synthetic_h36m_root, ca
   pa, sa = final_params(single)
   pb, sb = final_params(multi)
   assert sa == sb == 4
-  for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb)):
-    np.testing.assert_allclose(np.asarray(y), np.asarray(x), rtol=1e-4, atol=1e-6)
+  # Adam divides by sqrt(v): a near-zero gradient entry whose last bits (and so sign) differ
+  # with the summation order moves its parameter by up to ~lr per step in either direction.
+  # So parameters agree within 2 * steps * lr, while the bulk agrees to float precision.
+  lr, steps = 1e-3, 4
+  x = np.concatenate([np.ravel(v) for v in jax.tree.leaves(pa)])
+  y = np.concatenate([np.ravel(v) for v in jax.tree.leaves(pb)])
+  np.testing.assert_allclose(y, x, rtol=1e-4, atol=2 * steps * lr)
+  assert np.mean(np.isclose(y, x, rtol=1e-4, atol=1e-6)) > 0.9

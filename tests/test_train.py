@@ -18,6 +18,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from poseformer_jax import checkpoint, config_lib, logging_lib, train_lib
@@ -63,7 +64,6 @@ def restored_params(workdir, step=None):
   mngr = checkpoint.open_manager(Path(workdir) / "checkpoints", read_only=True,
                                  item_names=train_lib.TRAIN_ITEMS)
   step = mngr.latest_step() if step is None else step
-  import orbax.checkpoint as ocp
   out = mngr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(),
                                                    meta=ocp.args.JsonRestore()))
   mngr.close()
@@ -134,6 +134,23 @@ def test_adamw_matches_torch_formula_with_decay_on_every_parameter():
     v_hat = (1 - b2) * g * g / (1 - b2)
     want = p * (1 - lr * wd) - lr * m_hat / (np.sqrt(v_hat) + eps)
     np.testing.assert_allclose(params[k] + np.asarray(updates[k]), want, rtol=1e-6, atol=1e-9)
+
+
+def test_half_deleted_old_steps_are_pruned_but_never_the_newest(tmp_path):
+  """A kill during orbax's deletion of an old step leaves a partial folder; it goes, complete
+  steps and anything newer than the newest complete step stay."""
+  def make(name, complete):
+    d = tmp_path / name
+    (d / "meta").mkdir(parents=True)
+    if complete:
+      (d / "params").mkdir()
+      (d / "_CHECKPOINT_METADATA").write_text("{}")
+  for name, complete in [("2", False), ("3", True), ("4", False), ("5", True), ("6", False)]:
+    make(name, complete)
+  (tmp_path / "7.orbax-checkpoint-tmp-123").mkdir()
+  assert train_lib.prune_partial_steps(tmp_path) == ["2", "4"]
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["3", "5", "6",
+                                                       "7.orbax-checkpoint-tmp-123"]
 
 
 def test_bfloat16_compute_keeps_float32_parameters(synthetic_h36m_root):
