@@ -33,26 +33,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (checkpoints, log
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show tracebacks and library logs.")
 
 
-def _fail(message: str) -> int:
-  print(f"error: {message}", file=sys.stderr)
-  return 2
-
-
-def _describe(error: BaseException) -> str:
-  """One line for a command-line/config error: our own error if one is in the chain."""
-  from poseformer_jax.errors import PoseFormerError
-  chain, e = [], error
-  while e is not None and e not in chain:
-    chain.append(e)
-    e = e.__cause__ or e.__context__
-  for e in reversed(chain):
-    if isinstance(e, PoseFormerError):
-      return str(e)
-  lines = [ln.strip() for ln in str(chain[-1]).splitlines() if ln.strip()]
-  text = lines[-1] if lines else type(chain[-1]).__name__
-  if isinstance(chain[-1], KeyError):
-    text = f"unknown config field {text}"
-  return f"bad command line: {text}"
+from poseformer_jax.cli import describe_error as _describe  # noqa: E402
+from poseformer_jax.cli import fail as _fail  # noqa: E402
 
 
 def main(argv=None) -> int:
