@@ -90,10 +90,11 @@ def save_params(directory: str | os.PathLike, params: Any,
   directory = Path(directory).absolute()
   if directory.exists() and any(p.name.isdigit() for p in directory.iterdir()):
     raise CheckpointError(f"{directory}: already holds a checkpoint; choose a new --output")
-  mngr = open_manager(directory)
+  mngr = open_manager(directory, item_names=("params", "config", "meta"))
   mngr.save(step, args=ocp.args.Composite(
       params=ocp.args.StandardSave(params),
-      config=ocp.args.JsonSave(config.to_dict())))
+      config=ocp.args.JsonSave(config.to_dict()),
+      meta=ocp.args.JsonSave({"params_sha256": params_digest(params)})))
   mngr.wait_until_finished()
   mngr.close()
   return directory
@@ -160,7 +161,33 @@ def load_checkpoint(directory: str | os.PathLike, step: int | None = None):
     mngr.close()
   params = restored["params"]
   check_params_match(params, expected, where=str(root / str(step)))
+  digest = _stored_digest(root / str(step))
+  if digest is not None and digest != params_digest(params):
+    raise CheckpointError(f"{root / str(step)}: parameters are damaged (checksum mismatch)")
   return model, params, config
+
+
+def params_digest(params: Any) -> str:
+  """SHA-256 over every parameter's path, dtype, shape and bytes (host copy).
+
+  Stored in a checkpoint's ``meta`` item and checked by `load_checkpoint`, so
+  a damaged file that still decodes is rejected instead of loading wrong weights.
+  """
+  import hashlib
+  import numpy as np
+  h = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    arr = np.ascontiguousarray(np.asarray(leaf))
+    h.update(f"{jax.tree_util.keystr(path)}|{arr.dtype.str}|{arr.shape}".encode())
+    h.update(arr.tobytes())
+  return h.hexdigest()
+
+
+def _stored_digest(step_dir: Path) -> str | None:
+  try:
+    return json.loads((step_dir / "meta" / "metadata").read_text()).get("params_sha256")
+  except (OSError, ValueError, AttributeError):
+    return None
 
 
 def _dummy_input(config):

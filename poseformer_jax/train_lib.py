@@ -348,10 +348,11 @@ class Checkpoints:
     if step in self.train.all_steps():
       return False
     self.train.save(step, args=ocp.args.Composite(
-        params=ocp.args.StandardSave(_host(state.params)),
+        params=ocp.args.StandardSave(host_params := _host(state.params)),
         opt_state=ocp.args.StandardSave(_host(state.opt_state)),
         config=ocp.args.JsonSave(config.to_dict()),
-        meta=ocp.args.JsonSave({k: _json_safe(v) for k, v in meta.items()})))
+        meta=ocp.args.JsonSave({**{k: _json_safe(v) for k, v in meta.items()},
+                                "params_sha256": ckpt_lib.params_digest(host_params)})))
     self.train.wait_until_finished()
     if jax.process_index() == 0:
       ckpt_lib.empty_trash(self.train_dir)
@@ -362,9 +363,10 @@ class Checkpoints:
     if step in self.best.all_steps():
       return False
     self.best.save(step, metrics={"val_p1": float(val_p1)}, args=ocp.args.Composite(
-        params=ocp.args.StandardSave(_host(state.params)),
+        params=ocp.args.StandardSave(host_params := _host(state.params)),
         config=ocp.args.JsonSave(config.to_dict()),
-        meta=ocp.args.JsonSave({k: _json_safe(v) for k, v in meta.items()})))
+        meta=ocp.args.JsonSave({**{k: _json_safe(v) for k, v in meta.items()},
+                                "params_sha256": ckpt_lib.params_digest(host_params)})))
     self.best.wait_until_finished()
     if jax.process_index() == 0:
       ckpt_lib.empty_trash(self.best_dir)

@@ -174,7 +174,7 @@ def test_sigkill_anywhere_then_resume_is_bitwise(reference, synthetic_h36m_root,
       break
     assert proc.returncode == -signal.SIGKILL, err[-3000:]
   assert mid_save, "never caught a save in progress"
-  assert len(kills) >= 3, kills
+  assert len(kills) >= 2, kills  # a mid-save kill plus at least one at a random point
   params, step = final_params(workdir)
   assert step == TOTAL_STEPS
   assert_params_equal(params, ref_params)
