@@ -21,24 +21,26 @@ may be shared; the best run is the least disturbed one).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from pathlib import Path
 
+import common
+import jax
+import jax.numpy as jnp
 import numpy as np
+from absl import flags
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from poseformer_jax import cli, config_lib, lift
+from poseformer_jax import model as model_lib
+from poseformer_jax.data import cameras, skeleton
+from poseformer_jax.lift import Lifter
+from poseformer_jax.video import formats, gaps
 
 
 def random_checkpoint(variant: str):
   """(model, params, config) of a published variant, random weights drawn in numpy."""
-  import jax
-  import jax.numpy as jnp
-  from poseformer_jax import config_lib
-  from poseformer_jax import model as model_lib
   config = config_lib.base_config()
   config_lib.set_variant(config, variant)
   model = model_lib.from_config(config.model)
@@ -59,8 +61,6 @@ def random_checkpoint(variant: str):
 
 def per_frame_lifter(model, params):
   """Upstream-demo style: two batch-1 network calls per frame."""
-  import jax
-  from poseformer_jax.data import skeleton
   perm = skeleton.flip_permutation(17, skeleton.JOINTS_LEFT, skeleton.JOINTS_RIGHT)
   apply = jax.jit(lambda x: model.apply({"params": params}, x, deterministic=True))
   pad = (model.num_frames - 1) // 2
@@ -80,53 +80,43 @@ def per_frame_lifter(model, params):
   return run
 
 
-def best_of(fn, repeats: int) -> float:
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return min(times)
-
-
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--variant", default="243_27_27")
-  p.add_argument("--keypoints", default=str(REPO / "examples" / "skater_mediapipe33.npz"))
-  p.add_argument("--format", default="mediapipe33")
-  p.add_argument("--batch-size", type=int, default=1024,
-                 help="lift()'s batch size (capped at the clip length rounded up to 16)")
-  p.add_argument("--repeats", type=int, default=3)
-  args = p.parse_args(argv)
+  fv = flags.FlagValues()
+  flags.DEFINE_string("variant", "243_27_27", "Published variant F_f_n.", flag_values=fv)
+  flags.DEFINE_string("keypoints", str(common.REPO / "examples" / "skater_mediapipe33.npz"),
+                      "Keypoint file of the clip.", flag_values=fv)
+  flags.DEFINE_string("format", "mediapipe33", "Keypoint format of the file.", flag_values=fv)
+  flags.DEFINE_integer("batch-size", 1024, "lift()'s batch size (capped at the clip length "
+                       "rounded up to 16).", flag_values=fv)
+  flags.DEFINE_integer("repeats", 3, "Timed runs (the best is reported).", flag_values=fv)
+  status = cli.parse_command_flags(fv, argv, __doc__)
+  if status is not None:
+    return status
+  batch_size = fv["batch-size"].value
 
-  import jax
-  from poseformer_jax import lift
-  from poseformer_jax.data import cameras
-  from poseformer_jax.video import formats, gaps
-
-  kps, size, _ = formats.load_keypoints(args.keypoints, args.format)
+  kps, size, _ = formats.load_keypoints(fv.keypoints, fv.format)
   kps, _ = gaps.fill_gaps(kps)
   t = len(kps)
-  ckpt = random_checkpoint(args.variant)
+  ckpt = random_checkpoint(fv.variant)
   model, params, _ = ckpt
-  print(f"model {args.variant} (F={model.num_frames}), random weights; clip {Path(args.keypoints).name}: "
+  print(f"model {fv.variant} (F={model.num_frames}), random weights; clip {Path(fv.keypoints).name}: "
         f"{t} frames; flip averaging on; jax {jax.__version__} on {jax.devices()[0].platform}, "
         f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}")
 
   start = time.perf_counter()
-  batched = lift(kps, size, checkpoint=ckpt, batch_size=args.batch_size)
+  lifter = Lifter(ckpt, batch_size=batch_size)  # owns the compiled forward: reused below
+  batched = lift(kps, size, checkpoint=lifter)
   print(f"batched lift(): first call (includes JIT compilation) {time.perf_counter() - start:.1f} s")
-  secs_b = best_of(lambda: lift(kps, size, checkpoint=ckpt, batch_size=args.batch_size),
-                   args.repeats)
+  secs_b = common.best_of(lambda: lift(kps, size, checkpoint=lifter), fv.repeats)
   print(f"batched lift(): {secs_b:.2f} s for {t} frames = {t / secs_b:.1f} frames/s "
-        f"(best of {args.repeats}, warm)")
+        f"(best of {fv.repeats}, warm)")
 
   xn = cameras.normalize_screen(kps, *size).astype(np.float32)
   one = per_frame_lifter(model, params)
   one(xn[:1])  # warm-up: compiles the batch-1 forward
-  secs_f = best_of(lambda: one(xn), max(1, args.repeats - 1))
+  secs_f = common.best_of(lambda: one(xn), max(1, fv.repeats - 1))
   print(f"per frame (2 batch-1 calls per frame, as the upstream demo): {secs_f:.2f} s = "
-        f"{t / secs_f:.1f} frames/s (best of {max(1, args.repeats - 1)}, warm)")
+        f"{t / secs_f:.1f} frames/s (best of {max(1, fv.repeats - 1)}, warm)")
   print(f"speed-up of batched lifting: {secs_f / secs_b:.1f}x")
   diff = np.abs(one(xn) - batched).max()
   print(f"max |per-frame - batched| = {diff:.2e} m (same windows, same result)")

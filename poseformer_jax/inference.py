@@ -113,6 +113,9 @@ class Predictor:
       """(N, J, 2) frames, (B, F) row indices -> (B, F, J, 2) windows."""
       return jnp.take(data, idx, axis=0, mode="clip")  # indices are in range already
 
+    # The pure function behind every prediction, (params, windows) -> poses; exported
+    # as is by `poseformer_jax.export` (ONNX, StableHLO).
+    self.forward_fn = forward
     if mesh is None:
       self._forward = jax.jit(forward)
       self._gather = jax.jit(gather)
@@ -170,6 +173,30 @@ class Predictor:
 
     out = self._run(bank.data, batches(), total, progress)
     return np.split(out, np.cumsum(bank.lengths)[:-1])
+
+  def predict_windows(self, windows_2d: np.ndarray) -> np.ndarray:
+    """Centre-frame 3D poses of ready-made windows (online use: `poseformer_jax.stream`).
+
+    Args:
+      windows_2d: (B, F, J, 2) normalised screen coordinates, B >= 1; the
+        same forward (flip averaging, root zeroed) as `predict_sequence`.
+    Returns:
+      (B, J, 3) float32.
+    """
+    x = np.asarray(windows_2d, np.float32)
+    if x.ndim != 4 or x.shape[1:] != (self.num_frames, self.num_joints, 2) or len(x) < 1:
+      raise DataError(f"expected windows of shape (B >= 1, {self.num_frames}, "
+                      f"{self.num_joints}, 2), got {x.shape}")
+    out = np.empty((len(x), self.num_joints, 3), np.float32)
+    for first in range(0, len(x), self.batch_size):
+      part = x[first:first + self.batch_size]
+      n = len(part)
+      if n < self.batch_size:  # one compiled shape: pad with copies of the last window
+        part = np.concatenate([part, np.broadcast_to(part[-1:], (self.batch_size - n,)
+                                                     + part.shape[1:])])
+      y = self._forward(self.params, jax.device_put(part, self._batch_sharding))
+      out[first:first + n] = np.asarray(y)[:n]
+    return out
 
   # -- internals ---------------------------------------------------------------
 

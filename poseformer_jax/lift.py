@@ -1,45 +1,107 @@
-"""Lift a whole clip of 2D keypoints to 3D: the `lift` function and its CLI.
+"""Lift a whole clip of 2D keypoints to 3D: `lift`, `Lifter`, and the lifting command.
 
 Function::
 
-    from poseformer_jax import lift, load_checkpoint
-    poses = lift(keypoints_2d, image_size=(1280, 720), checkpoint="ckpt/")   # (T, 17, 3)
-    # many clips: load once, pass the triple (the jitted forward is then reused)
-    ckpt = load_checkpoint("ckpt/")
-    poses = lift(keypoints_2d, (1280, 720), checkpoint=ckpt)
+    from poseformer_jax import lift
+    poses = lift(keypoints_2d, image_size=(1280, 720), checkpoint="pretrained:h36m-81_1_3-gt")
+    # many clips: a Lifter loads the checkpoint once and owns its compiled forward pass
+    from poseformer_jax.lift import Lifter
+    lifter = Lifter("ckpt/")
+    poses = lifter(keypoints_2d, (1280, 720))                                  # (T, 17, 3)
 
-CLI::
+Command (also ``poseformer-jax lift`` and ``python -m poseformer_jax lift``)::
 
-    python -m poseformer_jax.lift --keypoints skater_mediapipe33.npz --format mediapipe33 \\
-        --checkpoint ckpt/ --output out.npz [--json out.json] [--bvh out.bvh] \\
-        [--video skater.mp4 --render out.mp4] [--gif out.gif] [--contact-sheet out.png] \\
-        [--image-size W H] [--overwrite] [--verbose]
+    python -m poseformer_jax.lift VIDEO --render out.mp4          # detect, fill, lift, render, export
+    python -m poseformer_jax.lift --keypoints k.npz --format mediapipe33 --output out.npz \\
+        [--json out.json] [--bvh out.bvh] [--video in.mp4 --render out.mp4] [--gif out.gif]
+        [--contact-sheet out.png] [--image-size W,H] [--stream] [--webcam] [--max-frames N]
 
-What happens: keypoints are read and mapped to the H36M 17-joint layout
-(`poseformer_jax.video.formats`), missing joints are interpolated along time
-(`poseformer_jax.video.gaps`, the filled frames are reported), pixels are
-normalised by the image size (``x / w * 2 - [1, h / w]``), and every frame is
-lifted by the project's one inference driver (`poseformer_jax.inference.Predictor`):
-an F-frame window centred on it (edge-padded at the clip's ends), test-time
-flip averaging, batched jitted forward passes. Output: camera-space metres
-(x right, y down, z forward), root (pelvis) relative.
+What happens: keypoints are read (or detected in the video, `poseformer_jax.video.detect`)
+and mapped to the H36M 17-joint layout (`poseformer_jax.video.formats`), missing joints are
+interpolated along time (`poseformer_jax.video.gaps`), pixels are normalised by the image
+size (``x / w * 2 - [1, h / w]``), and every frame is lifted by the project's one inference
+driver (`poseformer_jax.inference.Predictor`): an F-frame window centred on it (edge-padded
+at the clip's ends), test-time flip averaging, batched jitted forward passes. Output:
+camera-space metres (x right, y down, z forward), root (pelvis) relative. The command's
+stages are in `poseformer_jax.video.pipeline`.
 
-Only numpy is imported at module level, so ``import poseformer_jax`` stays light.
+Only numpy and absl are imported at module level, so ``import poseformer_jax`` stays light.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import time
-from pathlib import Path
+import types
 
 import numpy as np
+from absl import flags
 
-# (id(model), id(params), batch, flip) -> (params, model, Predictor), least recently used first.
-_PREDICTOR_CACHE: dict = {}
-_CACHE_SIZE = 4
+from poseformer_jax import cli
+
+DEFAULT_CHECKPOINT = "pretrained:h36m-81_1_3-gt"
+
+
+class Lifter:
+  """A checkpoint loaded once, with its compiled forward passes: call it on clips.
+
+  Args:
+    checkpoint: a checkpoint directory, ``pretrained:NAME``, or the
+      ``(model, params, config)`` triple from `poseformer_jax.load_checkpoint`.
+    batch_size: windows per forward pass (capped per clip at its length
+      rounded up to 16, so short clips do not compute padding).
+    flip: test-time flip averaging (as the published results).
+  """
+
+  def __init__(self, checkpoint=DEFAULT_CHECKPOINT, *, batch_size: int = 1024,
+               flip: bool = True):
+    from poseformer_jax.errors import DataError
+    if int(batch_size) != batch_size or batch_size < 1:
+      raise DataError(f"batch_size must be a positive integer, got {batch_size}")
+    self.model, self.params, self.config = _resolve_checkpoint(checkpoint)
+    self.batch_size, self.flip = int(batch_size), bool(flip)
+    self.num_frames = int(self.model.num_frames)
+    self.pad = (self.num_frames - 1) // 2
+    self._predictors: dict = {}  # batch size -> Predictor (each compiles once)
+
+  @property
+  def variant(self) -> str:
+    return str(self.config.get("variant", "?")) if hasattr(self.config, "get") else "?"
+
+  def predictor(self, batch_size: int | None = None):
+    """The `Predictor` of these weights for `batch_size` windows per pass (kept for reuse)."""
+    from poseformer_jax.data import skeleton
+    from poseformer_jax.inference import Predictor
+    b = int(batch_size or self.batch_size)
+    if b not in self._predictors:
+      self._predictors[b] = Predictor(
+          self.model, self.params, batch_size=b, flip=self.flip,
+          kps_left=skeleton.JOINTS_LEFT, kps_right=skeleton.JOINTS_RIGHT,
+          joints_left=skeleton.JOINTS_LEFT, joints_right=skeleton.JOINTS_RIGHT)
+    return self._predictors[b]
+
+  def __call__(self, keypoints_2d, image_size, *, chunk_size: int | None = None,
+               progress=None) -> np.ndarray:
+    """(T, 17, 2) H36M-17 pixels (NaN = missing, interpolated first) -> (T, 17, 3).
+
+    `progress`: optional callback with the number of frames done. See `lift`.
+    """
+    from poseformer_jax.data import cameras
+    x, (w, h) = _check_keypoints(keypoints_2d, image_size, chunk_size)
+    t = x.shape[0]
+    span = t if chunk_size is None else min(t, int(chunk_size) + 2 * self.pad)
+    predictor = self.predictor(min(self.batch_size, -(-span // 16) * 16))
+    xn = cameras.normalize_screen(x, w, h).astype(np.float32)
+    if chunk_size is None:
+      return predictor.predict_sequences([xn], progress=progress)[0]
+    out = np.empty((t, 17, 3), np.float32)
+    for start in range(0, t, int(chunk_size)):
+      stop = min(t, start + int(chunk_size))
+      lo, hi = max(0, start - self.pad), min(t, stop + self.pad)
+      out[start:stop] = predictor.predict_sequences([xn[lo:hi]])[0][start - lo:stop - lo]
+      if progress is not None:
+        progress(stop)
+    return out
 
 
 def lift(keypoints_2d, image_size, checkpoint, *, batch_size: int = 1024, flip: bool = True,
@@ -53,56 +115,49 @@ def lift(keypoints_2d, image_size, checkpoint, *, batch_size: int = 1024, flip: 
       Any T >= 1 works, also shorter than the model's receptive field (the
       windows are edge-padded).
     image_size: (width, height) in pixels of the image the keypoints refer to.
-    checkpoint: a checkpoint directory, or the ``(model, params, config)``
-      triple from `poseformer_jax.load_checkpoint` (load once for many clips).
+    checkpoint: a checkpoint directory, ``pretrained:NAME``, the ``(model,
+      params, config)`` triple from `poseformer_jax.load_checkpoint`, or a
+      `Lifter` (for many clips: it keeps its compiled forward passes).
     batch_size: windows per forward pass (capped at the clip length rounded up
       to 16, so short clips do not compute padding).
     flip: test-time flip averaging (as the published results).
     chunk_size: if set, lift the clip in pieces of this many frames, each with
       ``pad = (F - 1) // 2`` frames of context on both sides (bounded memory
       for long clips). Every frame then sees exactly the window it sees when
-      the whole clip is lifted at once (edge padding only happens at the
-      clip's real ends), so the result is the same.
+      the whole clip is lifted at once, so the result is the same.
   Returns:
     (T, 17, 3) float32, camera-space metres, root-relative (pelvis = 0).
   Raises:
     DataError: bad shapes, non-positive image size, infinite values, or no
       usable frames. CheckpointError: unreadable checkpoint.
   """
-  from poseformer_jax.data import cameras
+  from poseformer_jax.errors import DataError
+  _check_keypoints(keypoints_2d, image_size, chunk_size)
+  if int(batch_size) != batch_size or batch_size < 1:
+    raise DataError(f"batch_size must be a positive integer, got {batch_size}")
+  lifter = checkpoint if isinstance(checkpoint, Lifter) else Lifter(
+      checkpoint, batch_size=batch_size, flip=flip)
+  return lifter(keypoints_2d, image_size, chunk_size=chunk_size)
+
+
+def _check_keypoints(keypoints_2d, image_size, chunk_size):
+  """Validated, gap-filled (T, 17, 2) float64 pixels and (w, h)."""
   from poseformer_jax.errors import DataError
   from poseformer_jax.video.formats import H36M_JOINT_NAMES
   from poseformer_jax.video.gaps import fill_gaps
-
   x = np.asarray(keypoints_2d, np.float64) if _is_numeric(keypoints_2d) else None
   if x is None or x.ndim != 3 or x.shape[1:] != (17, 2) or x.shape[0] < 1:
     shape = getattr(x, "shape", None) if x is not None else type(keypoints_2d).__name__
     raise DataError(f"keypoints_2d must have shape (T, 17, 2) with T >= 1 (H36M-17 pixels), "
                     f"got {shape}")
-  w, h = _check_image_size(image_size)
+  size = check_image_size(image_size)
   if np.isnan(x).any():
     x, _ = fill_gaps(x, joint_names=H36M_JOINT_NAMES)
   if not np.isfinite(x).all():
     raise DataError("keypoints_2d contain infinite values")
   if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
     raise DataError(f"chunk_size must be a positive integer, got {chunk_size}")
-  if int(batch_size) != batch_size or batch_size < 1:
-    raise DataError(f"batch_size must be a positive integer, got {batch_size}")
-
-  t = x.shape[0]
-  model, params, _ = _resolve_checkpoint(checkpoint)
-  pad = (int(model.num_frames) - 1) // 2
-  span = t if chunk_size is None else min(t, int(chunk_size) + 2 * pad)
-  predictor = _predictor(model, params, min(int(batch_size), _round_up(span, 16)), bool(flip))
-  xn = cameras.normalize_screen(x, w, h).astype(np.float32)
-  if chunk_size is None:
-    return predictor.predict_sequence(xn)
-  out = np.empty((t, 17, 3), np.float32)
-  for start in range(0, t, int(chunk_size)):
-    stop = min(t, start + int(chunk_size))
-    lo, hi = max(0, start - pad), min(t, stop + pad)
-    out[start:stop] = predictor.predict_sequence(xn[lo:hi])[start - lo:stop - lo]
-  return out
+  return x, size
 
 
 def _is_numeric(a) -> bool:
@@ -113,11 +168,7 @@ def _is_numeric(a) -> bool:
     return False
 
 
-def _round_up(n: int, k: int) -> int:
-  return -(-n // k) * k
-
-
-def _check_image_size(image_size) -> tuple[float, float]:
+def check_image_size(image_size) -> tuple[float, float]:
   from poseformer_jax.errors import DataError
   try:
     w, h = (float(v) for v in image_size)
@@ -132,192 +183,132 @@ def _resolve_checkpoint(checkpoint):
   from poseformer_jax.errors import DataError
   if isinstance(checkpoint, (str, os.PathLike)):
     from poseformer_jax.checkpoint import load_checkpoint
-    return load_checkpoint(checkpoint)
+    checkpoint = load_checkpoint(checkpoint)
   if isinstance(checkpoint, (tuple, list)) and len(checkpoint) == 3:
     model = checkpoint[0]
     if int(getattr(model, "num_joints", 17)) != 17:
       raise DataError(f"lift needs a 17-joint model, the checkpoint has {model.num_joints}")
     return tuple(checkpoint)
-  raise DataError("checkpoint must be a directory or the (model, params, config) triple from "
-                  f"load_checkpoint, got {type(checkpoint).__name__}")
+  raise DataError("checkpoint must be a directory, pretrained:NAME or the (model, params, "
+                  f"config) triple from load_checkpoint, got {type(checkpoint).__name__}")
 
 
-def _predictor(model, params, batch_size: int, flip: bool):
-  """A `Predictor` for these weights, reused across calls (its jitted forward compiles once)."""
-  from poseformer_jax.data import skeleton
-  from poseformer_jax.inference import Predictor
-  key = (id(model), id(params), batch_size, flip)
-  hit = _PREDICTOR_CACHE.pop(key, None)
-  if hit is not None and hit[0] is params and hit[1] is model:
-    _PREDICTOR_CACHE[key] = hit  # most recently used last
-    return hit[2]
-  predictor = Predictor(model, params, batch_size=batch_size, flip=flip,
-                        kps_left=skeleton.JOINTS_LEFT, kps_right=skeleton.JOINTS_RIGHT,
-                        joints_left=skeleton.JOINTS_LEFT, joints_right=skeleton.JOINTS_RIGHT)
-  while len(_PREDICTOR_CACHE) >= _CACHE_SIZE:
-    _PREDICTOR_CACHE.pop(next(iter(_PREDICTOR_CACHE)))
-  _PREDICTOR_CACHE[key] = (params, model, predictor)  # holding them keeps the ids unique
-  return predictor
+# --- command line -------------------------------------------------------------------------------
+
+USAGE = """\
+usage: poseformer-jax lift [INPUT] [flags]
+
+Lift people in a video (or 2D keypoints of one) to 3D with a PoseFormerV2 checkpoint: detect
+(MediaPipe, offline), fill gaps, lift, render side by side, export npz/JSON/BVH.
+
+  poseformer-jax lift VIDEO --render out.mp4      the whole pipeline on a video
+  poseformer-jax lift --keypoints k.npz --format mediapipe33 --output out.npz [...]
+
+INPUT is a video (.mp4, .avi, .mov, ...) or a keypoint file (same as --keypoints). Outputs
+are never overwritten unless --overwrite is given, and are written only when every stage
+has succeeded. With a video, --output/--json/--bvh/--save-keypoints default to files named
+after --output or --render (else <video name>_3d.* in the current folder)."""
 
 
-# --- CLI ----------------------------------------------------------------------------------------
-
-class _Parser(argparse.ArgumentParser):
-  """argparse with one-line errors (exit status 2)."""
-
-  def error(self, message):
-    self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _parser() -> argparse.ArgumentParser:
+def _define_flags(fv: flags.FlagValues) -> None:
   from poseformer_jax.video.formats import FORMATS
-  p = _Parser(
-      prog="python -m poseformer_jax.lift",
-      description="Lift 2D keypoints of a video to 3D poses with a PoseFormerV2 checkpoint; "
-                  "export npz/JSON/BVH and render a side-by-side video.",
-      epilog="Outputs are never overwritten unless --overwrite is given. The image size comes "
-             "from --image-size, else the keypoint file, else --video.")
-  p.add_argument("--keypoints", required=True, metavar="FILE",
-                 help="keypoint file (.npz/.json), or a folder of OpenPose JSON files")
-  p.add_argument("--format", required=True, choices=FORMATS, help="layout of --keypoints")
-  p.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint directory")
-  p.add_argument("--output", required=True, metavar="OUT.npz",
-                 help="3D poses, 2D input, filled mask, fps, joint names (npz)")
-  p.add_argument("--json", metavar="OUT.json", help="the same as JSON")
-  p.add_argument("--bvh", metavar="OUT.bvh", help="BVH skeleton animation (Blender: File > "
-                 "Import > Motion Capture (.bvh))")
-  p.add_argument("--video", metavar="IN.mp4", help="the input video (drawn under the 2D "
-                 "skeleton; also gives image size and fps)")
-  p.add_argument("--render", metavar="OUT.mp4", help="side-by-side video (.mp4 or .gif); "
-                 "without --video the 2D side is a blank canvas")
-  p.add_argument("--gif", metavar="OUT.gif", help="side-by-side animated GIF (half size)")
-  p.add_argument("--contact-sheet", metavar="OUT.png", help="PNG grid of 6 frames")
-  p.add_argument("--image-size", nargs=2, type=int, metavar=("W", "H"),
-                 help="image size in pixels (if the keypoint file has none)")
-  p.add_argument("--fps", type=float, help="frame rate (default: keypoint file, video, else 25)")
-  p.add_argument("--min-score", type=float,
-                 help="confidence below which a joint counts as missing (default per format)")
-  p.add_argument("--batch-size", type=int, default=1024, help="windows per forward pass")
-  p.add_argument("--chunk-size", type=int, help="lift in chunks of this many frames (same "
-                 "result, bounded memory)")
-  p.add_argument("--no-flip", action="store_true", help="disable test-time flip averaging")
-  p.add_argument("--no-progress", action="store_true", help="no progress bar")
-  p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-  p.add_argument("--verbose", action="store_true", help="full tracebacks on errors")
-  return p
+  s, b, i, f = flags.DEFINE_string, flags.DEFINE_boolean, flags.DEFINE_integer, flags.DEFINE_float
+  s("keypoints", None, "keypoint file (.npz/.json), or a folder of OpenPose JSON files",
+    flag_values=fv)
+  flags.DEFINE_enum("format", None, FORMATS, "layout of the keypoints (default: the layout "
+                    "an npz file declares)", flag_values=fv)
+  s("checkpoint", DEFAULT_CHECKPOINT, "checkpoint directory or pretrained:NAME", flag_values=fv)
+  s("output", None, "3D poses, 2D input, filled mask, fps, joint names (npz)", flag_values=fv)
+  s("json", None, "the same as JSON", flag_values=fv)
+  s("bvh", None, "BVH skeleton animation (Blender: File > Import > Motion Capture)",
+    flag_values=fv)
+  s("save-keypoints", None, "where detected 2D keypoints go (project npz format)",
+    flag_values=fv)
+  s("video", None, "the input video under the 2D skeleton (also image size and fps)",
+    flag_values=fv)
+  s("render", None, "side-by-side video (.mp4 or .gif)", flag_values=fv)
+  s("gif", None, "side-by-side animated GIF (half size)", flag_values=fv)
+  s("contact-sheet", None, "PNG grid of 6 frames", flag_values=fv)
+  s("image-size", None, "image size W,H in pixels (if the keypoint file has none)",
+    flag_values=fv)
+  f("fps", None, "frame rate (default: keypoint file, video, else 25)", flag_values=fv)
+  f("min-score", None, "confidence below which a joint counts as missing", flag_values=fv)
+  i("batch-size", 1024, "windows per forward pass", flag_values=fv)
+  i("chunk-size", None, "lift in chunks of this many frames (same result)", flag_values=fv)
+  i("max-frames", None, "use only the first N frames", flag_values=fv)
+  i("min-track-frames", 3, "drop tracks shorter than this (several people)", flag_values=fv)
+  s("track", None, "lift only this track id of a multi-person file", flag_values=fv)
+  b("stream", False, "online lifting: feed frames one at a time (poseformer_jax.stream)",
+    flag_values=fv)
+  b("webcam", False, "stream from a camera (with --camera)", flag_values=fv)
+  i("camera", 0, "camera index for --webcam", flag_values=fv)
+  for name, text in (("no-flip", "disable test-time flip averaging"),
+                     ("no-progress", "no progress bars"),
+                     ("overwrite", "replace existing output files"),
+                     ("verbose", "full tracebacks on errors")):
+    b(name, False, text, flag_values=fv)
 
 
-_SUFFIXES = {"output": (".npz",), "json": (".json",), "bvh": (".bvh",),
-             "render": (".mp4", ".gif"), "gif": (".gif",), "contact_sheet": (".png",)}
-
-
-def _check_outputs(args) -> None:
+def parse(argv) -> types.SimpleNamespace:
+  """Command-line arguments (after the program name) -> options; raises on a bad line."""
   from poseformer_jax.errors import DataError
-  seen = {}
-  for name, suffixes in _SUFFIXES.items():
-    value = getattr(args, name)
-    if value is None:
-      continue
-    path = Path(value)
-    flag = "--" + name.replace("_", "-")
-    if path.suffix.lower() not in suffixes:
-      raise DataError(f"{flag} {path}: must end with {' or '.join(suffixes)}")
-    if path.resolve() in seen:
-      raise DataError(f"{flag} {path}: same file as {seen[path.resolve()]}")
-    seen[path.resolve()] = flag
-    if path.exists() and not args.overwrite:
-      raise DataError(f"{path}: already exists (pass --overwrite to replace it)")
-    if not path.parent.is_dir():
-      raise DataError(f"{path}: folder {path.parent} does not exist")
+  fv = flags.FlagValues()
+  _define_flags(fv)
+  rest = fv(["lift", *argv])[1:]
+  opts = types.SimpleNamespace(**{name.replace("-", "_"): fv[name].value for name in fv})
+  if len(rest) > 1:
+    raise DataError(f"bad command line: one INPUT expected, got {' '.join(rest)}")
+  opts.input = rest[0] if rest else None
+  if opts.input is not None and opts.keypoints is not None:
+    raise DataError("bad command line: give INPUT or --keypoints, not both")
+  opts.image_size = _parse_size(opts.image_size)
+  for name in ("batch_size", "chunk_size", "max_frames", "min_track_frames"):
+    value = getattr(opts, name)
+    if value is not None and value < 1:
+      raise DataError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+  return opts
 
 
-def run(args) -> int:
-  """The CLI's work, on parsed arguments. Returns the exit status."""
+def _parse_size(text):
   from poseformer_jax.errors import DataError
-  from poseformer_jax.video import export, formats, gaps
-
-  _check_outputs(args)
-  if args.video is not None and not Path(args.video).is_file():
-    raise DataError(f"{args.video}: no such video file")
-  if args.batch_size < 1:
-    raise DataError(f"--batch-size must be >= 1, got {args.batch_size}")
-
-  kps, size, fps = formats.load_keypoints(args.keypoints, args.format, min_score=args.min_score)
-  video = None
-  if args.video is not None:
-    from poseformer_jax.video import render
-    video = render.video_info(args.video)
-  if args.image_size is not None:
-    size = tuple(args.image_size)
-  if video is not None and size is not None and tuple(size) != tuple(video["size"]):
-    raise DataError(f"{args.video}: video is {video['size'][0]}x{video['size'][1]} but the "
-                    f"keypoints' image size is {size[0]}x{size[1]}")
-  size = size or (video["size"] if video else None)
-  if size is None:
-    raise DataError(f"{args.keypoints}: the image size is unknown; pass --image-size W H or "
-                    "--video")
+  if text is None:
+    return None
+  parts = text.replace("x", ",").split(",")
   try:
-    _check_image_size(size)
-  except DataError as e:
-    raise DataError(f"{args.keypoints}: {e}") from None
-  fps = args.fps or fps or (video["fps"] if video else None)
-  if fps is None:
-    fps = 25.0
-    print("fps unknown (not in the keypoint file, no --video, no --fps): using 25")
-  print(f"read {kps.shape[0]} frames ({args.format}) from {args.keypoints}; "
-        f"image {size[0]}x{size[1]}, {fps:g} fps")
-  if video is not None and (args.render or args.gif or args.contact_sheet):
-    frames = render.count_frames(args.video)
-    if frames < kps.shape[0]:
-      raise DataError(f"{args.video}: video has {frames} frames but there are {kps.shape[0]} "
-                      "frames of keypoints")
-    if frames > kps.shape[0]:
-      print(f"note: {args.video} has {frames} frames; rendering the first {kps.shape[0]}")
+    w, h = (int(p) for p in parts)
+  except ValueError:
+    raise DataError(f"--image-size must be W,H (pixels), got {text!r}") from None
+  return (w, h)
 
-  filled, mask = gaps.fill_gaps(kps, joint_names=formats.H36M_JOINT_NAMES,
-                                source=str(args.keypoints))
-  print(gaps.describe_filled(mask))
 
-  from poseformer_jax.checkpoint import load_checkpoint
-  ckpt = load_checkpoint(args.checkpoint)
-  variant = ckpt[2].get("variant", "?")
-  start = time.perf_counter()
-  poses = lift(filled, size, ckpt, batch_size=args.batch_size, flip=not args.no_flip,
-               chunk_size=args.chunk_size)
-  secs = time.perf_counter() - start
-  print(f"lifted {len(poses)} frames with model {variant} (F={ckpt[0].num_frames}) in "
-        f"{secs:.1f} s, JIT compilation included")
-
-  written = [export.save_npz(args.output, poses, filled, mask, fps=fps, image_size=size)]
-  if args.json:
-    written.append(export.save_json(args.json, poses, filled, mask, fps=fps, image_size=size))
-  if args.bvh:
-    written.append(export.write_bvh(args.bvh, poses, fps))
-  videos = [v for v in (args.render, args.gif) if v]
-  if videos or args.contact_sheet:
-    from poseformer_jax.video import render
-    if videos:
-      written += render.render_video(args.video, filled, poses, videos, fps, image_size=size,
-                                     filled=mask, progress=not args.no_progress)
-    if args.contact_sheet:
-      written.append(render.contact_sheet(args.video, filled, poses, args.contact_sheet,
-                                          image_size=size, filled=mask))
-  for path in written:
-    print(f"wrote {path}")
-  return 0
+def run(opts) -> int:
+  """The command's work on parsed options (`parse`). Returns the exit status."""
+  from poseformer_jax.video import pipeline
+  return pipeline.run(opts)
 
 
 def main(argv=None) -> int:
-  args = _parser().parse_args(argv)
   from poseformer_jax.errors import PoseFormerError
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if any(a in cli.HELP_ARGS for a in argv):
+    fv = flags.FlagValues()
+    _define_flags(fv)
+    print(f"{USAGE}\n\nflags:\n{fv.get_help(include_special_flags=False)}")
+    return 0
   try:
-    return run(args)
+    opts = parse(argv)
+  except (flags.Error, PoseFormerError) as e:
+    if cli.wants_verbose(argv):
+      raise
+    return cli.fail(cli.describe_error(e) if isinstance(e, PoseFormerError)
+                    else f"bad command line: {str(e).splitlines()[0]}")
+  try:
+    return run(opts)
   except (PoseFormerError, OSError) as e:
-    if args.verbose:
+    if opts.verbose:
       raise
     message = str(e).splitlines()[0] if str(e) else type(e).__name__
-    print(f"error: {message}", file=sys.stderr)
-    return 2
+    return cli.fail(message)
 
 
 if __name__ == "__main__":

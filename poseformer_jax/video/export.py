@@ -65,11 +65,12 @@ def _check_poses(poses_3d) -> np.ndarray:
 
 
 def save_npz(path: str | os.PathLike, poses_3d, keypoints_2d=None, filled=None, *,
-             fps: float | None = None, image_size=None) -> Path:
+             fps: float | None = None, image_size=None, first_frame: int = 0) -> Path:
   """Writes an npz with ``poses_3d`` (T, 17, 3) float32, ``keypoints_2d`` (T, 17, 2)
   float32 pixels (gap-filled input), ``filled`` (T, 17) bool (True = interpolated
   joint), ``fps`` (NaN if unknown), ``image_size`` (w, h) (0, 0 if unknown),
-  ``joint_names``, ``parents`` and ``coordinates`` (a description)."""
+  ``joint_names``, ``parents``, ``coordinates`` (a description) and ``first_frame``
+  (the video frame of row 0; online lifting skips frames before the person is seen)."""
   poses = _check_poses(poses_3d)
   t = poses.shape[0]
   kps = (np.full((t, 17, 2), np.nan) if keypoints_2d is None
@@ -84,12 +85,12 @@ def save_npz(path: str | os.PathLike, poses_3d, keypoints_2d=None, filled=None, 
         fps=np.float64(np.nan if fps is None else fps),
         image_size=np.asarray(image_size if image_size is not None else (0, 0), np.int64),
         joint_names=np.asarray(H36M_JOINT_NAMES), parents=np.asarray(H36M_PARENTS, np.int64),
-        coordinates=np.asarray(COORDINATES))
+        coordinates=np.asarray(COORDINATES), first_frame=np.int64(first_frame))
   return path
 
 
 def save_json(path: str | os.PathLike, poses_3d, keypoints_2d=None, filled=None, *,
-              fps: float | None = None, image_size=None) -> Path:
+              fps: float | None = None, image_size=None, first_frame: int = 0) -> Path:
   """Writes the same content as `save_npz` as JSON::
 
       {"format": "poseformer_jax.lift/1", "joint_names": [...17], "parents": [...17],
@@ -105,7 +106,7 @@ def save_json(path: str | os.PathLike, poses_3d, keypoints_2d=None, filled=None,
   mask = np.zeros((t, 17), bool) if filled is None else np.asarray(filled, bool)
   frames = []
   for i in range(t):
-    entry = {"frame": i, "pose_3d": np.round(poses[i], 6).tolist()}
+    entry = {"frame": first_frame + i, "pose_3d": np.round(poses[i], 6).tolist()}
     if kps is not None:
       entry["keypoints_2d"] = np.round(kps[i], 3).tolist()
     entry["filled_joints"] = np.flatnonzero(mask[i]).tolist()

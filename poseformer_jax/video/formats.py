@@ -173,14 +173,64 @@ def load_keypoints(path: str | os.PathLike, fmt: str, *, min_score: float | None
     raw = raw[..., :2]
   if scores is not None and scores.shape != raw.shape[:2]:
     raise DataError(f"{path}: scores have shape {scores.shape}, keypoints {raw.shape}")
-  kps = mask_low_scores(raw, scores, min_score)
-  if meta.get("detected") is not None:
-    kps[~meta["detected"]] = np.nan
+  return to_h36m(raw, scores, fmt, min_score, meta.get("detected")), meta.get("size"), meta.get("fps")
+
+
+def to_h36m(keypoints, scores, fmt: str, min_score: float | None = None, detected=None
+            ) -> np.ndarray:
+  """Detector output in layout `fmt` -> (T, 17, 2) H36M-17 pixels, NaN where missing.
+
+  keypoints (T, J, 2) pixels (J = 33 for ``mediapipe33``, else 17), scores
+  (T, J) or None, detected (T,) bool or None (False = the whole frame is
+  missing). The same mapping `load_keypoints` applies to files.
+  """
+  if min_score is None:
+    min_score = DEFAULT_MIN_SCORE[fmt]
+  kps = mask_low_scores(keypoints, scores, min_score)
+  if detected is not None:
+    kps[~np.asarray(detected, bool)] = np.nan
   if fmt == "mediapipe33":
     kps = coco_to_h36m(kps[:, MEDIAPIPE_TO_COCO])
+  elif fmt == "openpose25":
+    kps = coco_to_h36m(kps[:, OPENPOSE25_TO_COCO])
   elif fmt == "coco17":
     kps = coco_to_h36m(kps)
-  return kps, meta.get("size"), meta.get("fps")
+  return kps
+
+
+def layout_of(path: str | os.PathLike) -> str | None:
+  """The ``layout`` an npz keypoint file declares (as this project writes them), else None."""
+  path = Path(path)
+  if path.suffix.lower() != ".npz" or not path.is_file():
+    return None
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      layout = str(f["layout"]) if "layout" in f.files else None
+  except Exception:  # unreadable: load_keypoints reports it properly
+    return None
+  return layout if layout in FORMATS else None
+
+
+def save_keypoints(path: str | os.PathLike, keypoints, scores, detected, *, width: int,
+                   height: int, fps: float | None, layout: str = "mediapipe33") -> Path:
+  """Writes detector keypoints in the project's npz keypoint format (as the shared
+  ``*_mediapipe33.npz``): ``keypoints`` float32 (T, J, 2) pixels (NaN where no person),
+  ``visibility`` float32 (T, J), ``detected`` bool (T,), ``width``, ``height``, ``fps``
+  (NaN if unknown) and ``layout``. `load_keypoints(path, layout)` reads it back."""
+  if layout not in FORMATS:
+    raise DataError(f"unknown keypoint layout {layout!r}")
+  kps = np.asarray(keypoints, np.float32)
+  vis = np.asarray(scores, np.float32)
+  det = np.asarray(detected, bool)
+  if kps.ndim != 3 or kps.shape[2] != 2 or vis.shape != kps.shape[:2] or det.shape != kps.shape[:1]:
+    raise DataError(f"keypoints {kps.shape}, scores {vis.shape}, detected {det.shape} do not "
+                    "match (T, J, 2), (T, J), (T,)")
+  path = Path(path)
+  with open(path, "wb") as f:  # np.savez on a path would append '.npz' to other suffixes
+    np.savez(f, keypoints=kps, visibility=vis, detected=det, width=np.int64(width),
+             height=np.int64(height), fps=np.float64(fps if fps else np.nan),
+             layout=np.str_(layout))
+  return path
 
 
 # --- readers ------------------------------------------------------------------------------------

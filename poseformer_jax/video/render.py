@@ -236,8 +236,10 @@ def count_frames(path: str | os.PathLike) -> int:
                     f"{str(e).splitlines()[0] if str(e) else ''})") from None
 
 
-def _video_frames(path, num_frames: int, size: tuple[int, int], image_size) -> Iterator:
-  """Yields `num_frames` RGB frames decoded at `size` (w, h); None for no video.
+def _video_frames(path, num_frames: int, size: tuple[int, int], image_size,
+                  start: int = 0) -> Iterator:
+  """Yields `num_frames` RGB frames decoded at `size` (w, h), from frame `start` on;
+  None for no video.
 
   Raises DataError if the video's size differs from `image_size` or it has
   fewer frames than the keypoints.
@@ -257,14 +259,16 @@ def _video_frames(path, num_frames: int, size: tuple[int, int], image_size) -> I
     first = next(frames, None)  # ffmpeg starts on the first read
   try:
     n = 0
-    for frame in itertools.chain([] if first is None else [first], frames):
+    frames = itertools.islice(itertools.chain([] if first is None else [first], frames),
+                              start, None)
+    for frame in frames:
       if n == num_frames:
         break
       yield frame
       n += 1
     if n < num_frames:
-      raise DataError(f"{path}: video has {n} frames but there are {num_frames} frames of "
-                      "keypoints")
+      raise DataError(f"{path}: video has {n + start} frames but there are keypoints up to "
+                      f"frame {start + num_frames}")
   finally:
     reader.close()
 
@@ -292,7 +296,8 @@ def _label(i: int, t: int, mask_row: np.ndarray) -> str:
 def render_video(video_path: str | os.PathLike | None, keypoints_2d_px, poses_3d,
                  out_path: str | os.PathLike | Sequence[str | os.PathLike], fps: float, *,
                  image_size: Sequence[int] | None = None, filled=None, height: int = 480,
-                 gif_scale: float = 0.5, progress: bool = True, **view) -> list[Path]:
+                 gif_scale: float = 0.5, progress: bool = True, first_frame: int = 0,
+                 **view) -> list[Path]:
   """Renders the side-by-side video.
 
   Args:
@@ -305,6 +310,7 @@ def render_video(video_path: str | os.PathLike | None, keypoints_2d_px, poses_3d
     image_size: (w, h) of the keypoints' pixel space; default the video's size.
     filled: optional (T, 17) bool, joints drawn hollow (interpolated).
     height: output height in pixels; `view`: elev, azim, radius (see `PoseRenderer`).
+    first_frame: the video frame that the first keypoints belong to.
   Returns:
     The written paths.
   """
@@ -328,8 +334,8 @@ def render_video(video_path: str | os.PathLike | None, keypoints_2d_px, poses_3d
     with _quiet_ffmpeg_start():
       for p in paths:
         writers.append(_open_writer(p, (renderer.width, renderer.height), float(fps), gif_scale))
-    frames = _video_frames(video_path, t, renderer.frame_size, image_size)
-    for i, frame in enumerate(tqdm(frames, total=t, desc="rendering", unit="frame",
+    frames = _video_frames(video_path, t, renderer.frame_size, image_size, first_frame)
+    for i, frame in enumerate(tqdm(frames, total=t, desc="render", unit="frame",
                                    disable=not progress)):
       img = renderer.draw(frame, kps[i], poses[i], mask[i], _label(i, t, mask[i]))
       for w in writers:
@@ -367,7 +373,7 @@ def _open_writer(path: Path, size: tuple[int, int], fps: float, gif_scale: float
 def contact_sheet(video_path: str | os.PathLike | None, keypoints_2d_px, poses_3d,
                   out_path: str | os.PathLike, *, image_size: Sequence[int] | None = None,
                   filled=None, num_frames: int = 6, columns: int = 2, height: int = 320,
-                  **view) -> Path:
+                  first_frame: int = 0, **view) -> Path:
   """A PNG grid of `num_frames` evenly spaced side-by-side frames (first and last included)."""
   import imageio.v3 as iio3
 
@@ -384,7 +390,8 @@ def contact_sheet(video_path: str | os.PathLike | None, keypoints_2d_px, poses_3
   renderer = PoseRenderer(image_size, height=height, **view)
   tiles = []
   try:
-    for i, frame in enumerate(_video_frames(video_path, t, renderer.frame_size, image_size)):
+    for i, frame in enumerate(_video_frames(video_path, t, renderer.frame_size, image_size,
+                                            first_frame)):
       if i in picks:
         tiles.append(renderer.draw(frame, kps[i], poses[i], mask[i], _label(i, t, mask[i])))
   finally:

@@ -1,0 +1,127 @@
+"""Online lifting: one frame of 2D keypoints in, one 3D pose out, a fixed latency behind.
+
+    from poseformer_jax.stream import StreamingLifter
+    lifter = StreamingLifter("pretrained:h36m-81_1_3-gt", image_size=(1280, 720))
+    for keypoints in camera:                     # (17, 2) H36M-17 pixels, NaN = missing
+        pose = lifter.push(keypoints)            # (17, 3) of the frame pad behind, or None
+    rest = lifter.flush()                        # (K, 17, 3): the last frames of the clip
+
+The network sees an F-frame window centred on the frame it lifts, so the pose of frame
+``n - pad`` (``pad = (F - 1) // 2``, i.e. F // 2) is known once frame ``n`` has arrived:
+that is the latency (40 frames = 1.6 s at 25 fps for F = 81). The window is cut exactly
+as the offline path cuts it (`poseformer_jax.lift`, `poseformer_jax.inference`): at the
+start of the clip the first frame is repeated, and `flush` repeats the last frame for the
+final ``pad`` frames, so a gap-free clip gives the offline result (up to float rounding
+of a different batch shape; tested to 1e-5 m).
+
+Missing joints: a joint missing in a frame takes its last seen position (a causal fill;
+offline lifting interpolates across the gap with the future frames, so results differ
+around gaps). Frames before every joint has been seen once cannot be filled causally:
+they are skipped (no pose; `first_frame` tells where the poses start).
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+
+from poseformer_jax.errors import DataError
+
+
+class StreamingLifter:
+  """Lifts a stream of 2D keypoints frame by frame (see the module doc).
+
+  Args:
+    checkpoint: a checkpoint directory, ``pretrained:NAME``, a
+      ``(model, params, config)`` triple or a `poseformer_jax.lift.Lifter`.
+    image_size: (width, height) in pixels of the keypoints' image.
+    flip: test-time flip averaging (as the offline default).
+    record: keep the filled 2D keypoints and filled masks of the lifted
+      frames (`history`), for exports after the stream ends.
+  """
+
+  def __init__(self, checkpoint, image_size, *, flip: bool = True, record: bool = False):
+    from poseformer_jax.lift import Lifter, check_image_size
+    self.image_size = check_image_size(image_size)
+    lifter = checkpoint if isinstance(checkpoint, Lifter) else Lifter(
+        checkpoint, batch_size=1, flip=flip)
+    self.num_frames, self.pad = lifter.num_frames, lifter.pad
+    self._predictor = lifter.predictor(1)
+    self.record = record
+    self.reset()
+
+  @property
+  def latency(self) -> int:
+    """Frames between a frame's arrival and its pose (``pad``)."""
+    return self.pad
+
+  @property
+  def frames_pushed(self) -> int:
+    """Frames pushed since the last `reset` (or `flush`)."""
+    return self._pushed
+
+  def reset(self) -> None:
+    """Starts a new clip."""
+    self._frames = collections.deque(maxlen=self.num_frames)  # normalised (17, 2), filled
+    self._pixels = collections.deque(maxlen=self.num_frames)  # (pixels, filled mask)
+    self._last = np.full((17, 2), np.nan)  # last seen pixel position per joint
+    self._pushed = 0  # frames pushed since reset
+    self._accepted = 0  # frames since the first complete one (window indices)
+    self.first_frame = None  # index of the first frame that gets a pose
+    self.history = {"keypoints_2d": [], "filled": []}
+
+  def push(self, keypoints_2d) -> np.ndarray | None:
+    """Adds one frame: (17, 2) H36M-17 pixels, NaN where missing.
+
+    Returns the (17, 3) pose of the frame ``latency`` frames back, or None
+    while there is none yet (the first ``latency`` frames, skipped frames).
+    """
+    from poseformer_jax.data import cameras
+    kp = np.array(keypoints_2d, np.float64)
+    if kp.shape != (17, 2):
+      raise DataError(f"push takes one frame of H36M-17 pixels, shape (17, 2); got {kp.shape}")
+    if np.isinf(kp).any():
+      raise DataError("keypoints contain infinite values")
+    self._pushed += 1
+    missing = np.isnan(kp).any(-1)
+    kp[missing] = np.nan
+    self._last[~missing] = kp[~missing]
+    if np.isnan(self._last).any():  # some joint never seen yet: nothing to fill from
+      return None
+    if self.first_frame is None:
+      self.first_frame = self._pushed - 1
+    kp[missing] = self._last[missing]
+    w, h = self.image_size
+    self._frames.append(cameras.normalize_screen(kp, w, h).astype(np.float32))
+    self._pixels.append((kp, missing))
+    self._accepted += 1
+    target = self._accepted - 1 - self.pad
+    if target < 0:
+      return None
+    return self._lift([target], self._accepted - 1)[0]
+
+  def flush(self) -> np.ndarray:
+    """Poses of the frames still waiting for their future (the clip's last ``latency``
+    frames, edge-padded as offline), as (K, 17, 3); then the stream starts anew."""
+    last = self._accepted - 1
+    targets = list(range(max(0, self._accepted - self.pad), self._accepted))
+    out = (np.stack([self._lift([m], last)[0] for m in targets]) if targets
+           else np.zeros((0, 17, 3), np.float32))
+    history, first = self.history, self.first_frame
+    self.reset()
+    self.history, self.first_frame = history, first
+    return out
+
+  def _lift(self, targets, last: int) -> np.ndarray:
+    """Poses of accepted-frame indices `targets`, with frames up to `last` known."""
+    start = self._accepted - len(self._frames)  # accepted index of self._frames[0]
+    buf = np.stack(self._frames)
+    offsets = np.arange(-self.pad, self.pad + 1)
+    windows = np.stack([buf[np.clip(m + offsets, 0, last) - start] for m in targets])
+    if self.record:
+      for m in targets:
+        kp, mask = self._pixels[m - start]
+        self.history["keypoints_2d"].append(kp)
+        self.history["filled"].append(mask)
+    return self._predictor.predict_windows(windows)
