@@ -5,7 +5,8 @@
 The model architecture comes from the checkpoint; the config supplies the data
 and the protocol, and any field can be overridden, e.g.
 ``--config.eval.noise_std=5`` or ``--config.eval.per_subject=True``.
-The logic lives in `poseformer_jax.evaluation.run_eval`.
+The logic lives in `poseformer_jax.evaluation.run_eval` (checkpoint + test split ->
+`evaluation.Evaluator`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from poseformer_jax import cli
+from poseformer_jax import evaluation
+from poseformer_jax.errors import PoseFormerError
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "h36m.py"),
     "Config file (data and evaluation settings), e.g. configs/h36m.py:243_27_27.")
@@ -28,7 +33,6 @@ _VERBOSE = flags.DEFINE_bool("verbose", False, "Show tracebacks of errors.")
 
 
 def main(argv=None) -> int:
-  from poseformer_jax import cli
   argv = list(sys.argv if argv is None else argv)
   try:
     config = cli.parse_flags(argv, _CONFIG)
@@ -40,8 +44,6 @@ def main(argv=None) -> int:
     return cli.fail("--checkpoint is required")
   if not _VERBOSE.value:
     logging.set_verbosity(logging.WARNING)  # orbax/jax INFO chatter
-  from poseformer_jax import evaluation
-  from poseformer_jax.errors import PoseFormerError
   try:
     results = evaluation.run_eval(config, _CHECKPOINT.value, output=_OUTPUT.value)
   except PoseFormerError as e:

@@ -25,6 +25,11 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from poseformer_jax import cli
+from poseformer_jax import parallel
+from poseformer_jax import train_lib
+from poseformer_jax.errors import PoseFormerError
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/default.py", "Config file (path.py[:variant]); fields overridable with "
     "--config.<field>=<value>.", lock_config=True)
@@ -33,35 +38,31 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (checkpoints, log
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show tracebacks and library logs.")
 
 
-from poseformer_jax.cli import describe_error as _describe  # noqa: E402
-from poseformer_jax.cli import fail as _fail  # noqa: E402
-
-
 def main(argv=None) -> int:
   argv = list(sys.argv if argv is None else argv)
-  verbose = any(a in ("--verbose", "-verbose", "--verbose=true", "--verbose=True") for a in argv)
-  from poseformer_jax.errors import PoseFormerError
   try:
-    flags.FLAGS(argv)
-    config = _CONFIG.value
-    config.train  # noqa: B018 - config_flags reports a failed load on first access
+    config = cli.parse_flags(argv, _CONFIG)
   except Exception as e:  # noqa: BLE001 - flag/config parsing raises many types
-    if verbose:
+    if cli.wants_verbose(argv):
       raise
-    return _fail(_describe(e))
+    return cli.fail(cli.describe_error(e))
   if not _WORKDIR.value:
-    return _fail("--workdir is required")
+    return cli.fail("--workdir is required")
 
   logging.set_verbosity(logging.INFO if _VERBOSE.value else logging.ERROR)
   if not _VERBOSE.value:  # TensorFlow (tf.data backend) start-up chatter
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  from poseformer_jax import train_lib
   try:
+    # Process-wide set-up before anything touches a device (as big_vision's main does).
+    # TensorFlow, optional, is kept off the GPUs where the tf.data backend imports it
+    # (`data.pipeline`): importing it here would cost every run, failing ones included,
+    # seconds and two lines of stderr.
+    parallel.maybe_initialize_distributed(config.train)
     result = train_lib.train(config, _WORKDIR.value)
   except PoseFormerError as e:
     if _VERBOSE.value:
       raise
-    return _fail(str(e))
+    return cli.fail(str(e))
   except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)
     return 130

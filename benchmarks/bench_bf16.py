@@ -14,20 +14,22 @@ any backend.
 
 from __future__ import annotations
 
-import argparse
+import sys
 import tempfile
 from pathlib import Path
 
 import common
+import jax
+import numpy as np
+from absl import flags
+from bench_eval import load_synthetic
+
+from poseformer_jax import evaluation, model as model_lib
 
 VARIANTS = ["27_3_3", "81_9_9", "243_27_27"]
 
 
 def run(variants, batch, repeats, actions, frames):
-  import jax
-  import numpy as np
-  from poseformer_jax import evaluation, model as model_lib
-  from bench_eval import load_synthetic
   with tempfile.TemporaryDirectory() as tmp:
     sequences, info = load_synthetic(Path(tmp), actions, frames)
   rows = []
@@ -59,33 +61,29 @@ def run(variants, batch, repeats, actions, frames):
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  common.add_common_args(p)
-  p.add_argument("--variants", default=",".join(VARIANTS))
-  p.add_argument("--batch", type=int, default=64)
-  p.add_argument("--actions", type=int, default=1)
-  p.add_argument("--frames", type=int, default=200)
-  args = p.parse_args(argv)
-  if not args.no_cache:
-    common.enable_compilation_cache()
-  variants = args.variants.split(",")
-  repeats = args.repeats or 3
-  if args.quick:
-    variants, args.batch, args.frames, repeats = variants[:1], 16, 60, args.repeats or 2
-  rows, frames = run(variants, args.batch, repeats, args.actions, args.frames)
-  print()
-  print(common.table(
+  fv = common.benchmark_flags(variants=VARIANTS)
+  flags.DEFINE_integer("batch", 64, "Forward batch of the speed comparison.", flag_values=fv)
+  flags.DEFINE_integer("actions", 1, "Synthetic actions per test subject.", flag_values=fv)
+  flags.DEFINE_integer("frames", 200, "Frames per synthetic action.", flag_values=fv)
+  status = common.parse_flags(fv, argv, __doc__)
+  if status is not None:
+    return status
+  variants, batch, frames = fv.variants, fv.batch, fv.frames
+  repeats = fv.repeats or 3
+  if fv.quick:
+    variants, batch, frames, repeats = variants[:1], 16, 60, fv.repeats or 2
+  rows, total = run(variants, batch, repeats, fv.actions, frames)
+  return common.report(
       ["variant", "f32 f/s", "bf16 f/s", "bf16/f32", "P1 f32 mm", "P1 bf16 mm", "|dP1| mm",
        "mean |pred f32 - pred bf16| mm"],
       [[r["variant"], r["f32_fps"], r["bf16_fps"], f"{r['speedup']:.2f}x",
         f"{r['p1_f32_mm']:.3f}", f"{r['p1_bf16_mm']:.3f}",
         f"{abs(r['p1_f32_mm'] - r['p1_bf16_mm']):.3f}", f"{r['mean_pred_distance_mm']:.3f}"]
        for r in rows],
-      title=f"bfloat16 vs float32 (forward batch {args.batch}; P1 over {frames} synthetic "
-            f"test frames with flip; random-weight converted checkpoint)"))
-  common.write_json(args.json, {"benchmark": "bf16", "results": rows})
-  return 0
+      title=f"bfloat16 vs float32 (forward batch {batch}; P1 over {total} synthetic "
+            f"test frames with flip; random-weight converted checkpoint)",
+      json_path=fv.json, payload={"benchmark": "bf16", "results": rows})
 
 
 if __name__ == "__main__":
-  raise SystemExit(main())
+  sys.exit(main())

@@ -24,17 +24,21 @@ metrics and Python overhead.
 
 from __future__ import annotations
 
-import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import common
+import jax
+import numpy as np
+from absl import flags
+
+from poseformer_jax import config_lib, evaluation
+from poseformer_jax.data import dataset, synthetic
 
 
 def load_synthetic(tmp: Path, actions: int, frames: int):
-  from poseformer_jax import config_lib
-  from poseformer_jax.data import dataset, synthetic
   synthetic.write_h36m(tmp, subjects="S9,S11", actions_per_subject=actions, frames=frames)
   cfg = config_lib.base_config().data
   cfg.root, cfg.subjects_test = str(tmp), "S9,S11"
@@ -43,7 +47,6 @@ def load_synthetic(tmp: Path, actions: int, frames: int):
 
 def upstream_eval(ref, sequences, info, num_frames, torch, timing=None):
   """Upstream's evaluation loop in PyTorch (see module docstring). Returns mean P1 (mm)."""
-  import numpy as np
   pad = (num_frames - 1) // 2
   kl, kr = list(info.kps_left), list(info.kps_right)
   jl, jr = list(info.joints_left), list(info.joints_right)
@@ -84,7 +87,6 @@ def upstream_eval(ref, sequences, info, num_frames, torch, timing=None):
 
 def _p_mpjpe(pred, target):
   """Per-frame Procrustes-aligned MPJPE, as upstream's numpy `p_mpjpe`."""
-  import numpy as np
   mu_x, mu_y = target.mean(1, keepdims=True), pred.mean(1, keepdims=True)
   x0, y0 = target - mu_x, pred - mu_y
   nx = np.sqrt(np.sum(x0 ** 2, axis=(1, 2), keepdims=True))
@@ -106,9 +108,6 @@ def _p_mpjpe(pred, target):
 
 
 def run(variant, actions, frames, batch_size, repeats):
-  import jax
-  import numpy as np
-  from poseformer_jax import evaluation
   torch = common.setup_torch()
   ref, model, params = common.reference_pair(variant)
   with tempfile.TemporaryDirectory() as tmp:
@@ -157,21 +156,21 @@ def run(variant, actions, frames, batch_size, repeats):
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  common.add_common_args(p)
-  p.add_argument("--variant", default="27_3_3")
-  p.add_argument("--actions", type=int, default=1, help="actions per test subject")
-  p.add_argument("--frames", type=int, default=300, help="frames per synthetic action")
-  p.add_argument("--batch-size", type=int, default=1024, help="windows per JAX forward call")
-  args = p.parse_args(argv)
-  if not args.no_cache:
-    common.enable_compilation_cache()
-  repeats = args.repeats or 3
-  if args.quick:
-    args.frames, repeats = min(args.frames, 120), args.repeats or 2
-    args.batch_size = min(args.batch_size, 256)
-  row = run(args.variant, args.actions, args.frames, args.batch_size, repeats)
-  print(common.table(
+  fv = common.benchmark_flags()
+  flags.DEFINE_string("variant", "27_3_3", "Published variant F_f_n.", flag_values=fv)
+  flags.DEFINE_integer("actions", 1, "Actions per test subject.", flag_values=fv)
+  flags.DEFINE_integer("frames", 300, "Frames per synthetic action.", flag_values=fv)
+  flags.DEFINE_integer("batch-size", 1024, "Windows per JAX forward call.", flag_values=fv)
+  status = common.parse_flags(fv, argv, __doc__)
+  if status is not None:
+    return status
+  frames, batch_size = fv.frames, fv["batch-size"].value
+  repeats = fv.repeats or 3
+  if fv.quick:
+    frames, repeats = min(frames, 120), fv.repeats or 2
+    batch_size = min(batch_size, 256)
+  row = run(fv.variant, fv.actions, frames, batch_size, repeats)
+  return common.report(
       ["variant", "frames", "JAX f/s", "upstream f/s", "JAX/upstream", "JAX s", "upstream s",
        "JAX outside fwd", "upstream outside fwd", "P1 JAX mm", "P1 upstream mm"],
       [[row["variant"], row["frames"], row["jax_fps"], row["upstream_fps"], f"{row['ratio']:.2f}x",
@@ -179,10 +178,9 @@ def main(argv=None) -> int:
         f"{100 * row['upstream_outside_forward']:.1f}%", f"{row['p1_jax_mm']:.3f}",
         f"{row['p1_upstream_mm']:.3f}"]],
       title=f"Evaluation pass with flip, {row['sequences']} synthetic sequences, "
-            f"JAX batch {row['batch_size']} windows, {common.CORES} threads each"))
-  common.write_json(args.json, {"benchmark": "eval", "repeats": repeats, "results": [row]})
-  return 0
+            f"JAX batch {row['batch_size']} windows, {common.CORES} threads each",
+      json_path=fv.json, payload={"benchmark": "eval", "repeats": repeats, "results": [row]})
 
 
 if __name__ == "__main__":
-  raise SystemExit(main())
+  sys.exit(main())

@@ -14,19 +14,15 @@ case runs at the largest batch below the cap and says so.
 
 from __future__ import annotations
 
-import argparse
+import sys
 
-import common  # noqa: F401  (sys.path, thread setup)
-
-VARIANTS = ["27_1_3", "27_3_3", "81_1_3", "81_3_3", "81_9_9", "243_27_27"]
-# Paper MFLOPs per frame, used only to cap the largest cases.
-MFLOPS = {"27_1_3": 77.2, "27_3_3": 117.3, "81_1_3": 77.2, "81_3_3": 117.3,
-          "81_9_9": 351.7, "243_27_27": 1054.8}
+import common
+import jax
+import numpy as np
+from absl import flags
 
 
 def run(variants, batches, repeats, max_gflop, target_s):
-  import jax
-  import numpy as np
   torch = common.setup_torch()
 
   results = []
@@ -34,9 +30,7 @@ def run(variants, batches, repeats, max_gflop, target_s):
     ref, model, params = common.reference_pair(v)
     fwd = jax.jit(lambda p, x: model.apply({"params": p}, x, deterministic=True))
     for b in batches:
-      run_b = b
-      while run_b > 1 and run_b * MFLOPS[v] / 1e3 > max_gflop:
-        run_b //= 2
+      run_b = common.capped_batch(v, b, max_gflop)
       x_np = common.inputs(v, run_b)
       x_jax = jax.device_put(x_np)
       x_t = torch.from_numpy(x_np.copy())
@@ -68,34 +62,28 @@ def run(variants, batches, repeats, max_gflop, target_s):
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  common.add_common_args(p)
-  p.add_argument("--variants", default=",".join(VARIANTS))
-  p.add_argument("--batches", default="1,64,1024")
-  p.add_argument("--max-work", type=float, default=300.0,
-                 help="cap on batch x GFLOPs per call (default 300: 243_27_27 runs at 256)")
-  p.add_argument("--target", type=float, default=0.4, help="seconds per timed sample")
-  args = p.parse_args(argv)
-  if not args.no_cache:
-    common.enable_compilation_cache()
-  variants = args.variants.split(",")
-  batches = [int(b) for b in args.batches.split(",")]
-  repeats = args.repeats or 5
-  if args.quick:
+  fv = common.benchmark_flags(variants=common.VARIANTS, target=0.4, max_work=(
+      300.0, "batch x GFLOPs per call (300: 243_27_27 runs at 256)"))
+  flags.DEFINE_list("batches", ["1", "64", "1024"], "Batch sizes.", flag_values=fv)
+  status = common.parse_flags(fv, argv, __doc__)
+  if status is not None:
+    return status
+  variants, max_work, target = fv.variants, fv["max-work"].value, fv.target
+  batches = [int(b) for b in fv.batches]
+  repeats = fv.repeats or 5
+  if fv.quick:
     variants, batches = variants[:2], [1, 64]
-    repeats, args.target = args.repeats or 3, 0.15
-  rows = run(variants, batches, repeats, args.max_work, args.target)
-  print()
-  print(common.table(
+    repeats, target = fv.repeats or 3, 0.15
+  rows = run(variants, batches, repeats, max_work, target)
+  return common.report(
       ["variant", "batch", "JAX f/s", "PyTorch f/s", "JAX/PyTorch", "JAX ms/call", "max |diff| m"],
       [[r["variant"], r["batch"] if r["batch"] == r["run_batch"] else f"{r['run_batch']}*",
         r["jax_fps"], r["torch_fps"], f"{r['ratio']:.2f}x", r["jax_ms"], f"{r['max_abs_diff_m']:.1e}"]
        for r in rows],
       title=f"Inference throughput, float32, {common.CORES} threads each "
-            f"(* = batch capped by --max-work {args.max_work:g} GFLOP/call)"))
-  common.write_json(args.json, {"benchmark": "inference", "repeats": repeats, "results": rows})
-  return 0
+            f"(* = batch capped by --max-work {max_work:g} GFLOP/call)",
+      json_path=fv.json, payload={"benchmark": "inference", "repeats": repeats, "results": rows})
 
 
 if __name__ == "__main__":
-  raise SystemExit(main())
+  sys.exit(main())

@@ -13,11 +13,16 @@ batch 1024 (the paper's) is cheap even for 243_27_27.
 
 from __future__ import annotations
 
-import argparse
+import sys
 
 import common
+import jax
+import jax.numpy as jnp
+from absl import flags
 
-VARIANTS = ["27_1_3", "27_3_3", "81_1_3", "81_3_3", "81_9_9", "243_27_27"]
+from poseformer_jax import evaluation, model as model_lib, parallel, train_step
+from poseformer_jax.data import skeleton
+
 MIB = 1024 ** 2
 
 
@@ -30,26 +35,23 @@ def analyse(compiled) -> dict:
 
 
 def run(variants, batch):
-  import jax
-  import jax.numpy as jnp
-  from poseformer_jax import evaluation, model as model_lib, parallel, train_lib
-  from poseformer_jax.data import skeleton
   rows = []
   for v in variants:
     cfg = common.model_config(v)
     m = cfg.model
     model = model_lib.from_config(m)
     mesh = parallel.make_mesh()
-    tx = train_lib.make_optimizer(cfg.train, 1000)
-    init_key, dk = train_lib.rng_keys(0)
-    state = train_lib.init_state(model, tx, init_key, mesh, abstract=True)
-    step = train_lib.make_train_step(model, tx, mesh, dk)
+    tx = train_step.make_optimizer(cfg.train, 1000)
+    init_key, dk = train_step.rng_keys(0)
+    state = train_step.init_state(model, tx, init_key, mesh, abstract=True)
+    step = train_step.make_train_step(model, tx, mesh, dk)
     sh = parallel.batch_sharding(mesh)
     batch_spec = {"inputs": jax.ShapeDtypeStruct((batch, m.num_frames, m.num_joints, 2),
                                                  jnp.float32, sharding=sh),
                   "targets": jax.ShapeDtypeStruct((batch, 1, m.num_joints, 3), jnp.float32,
                                                   sharding=sh)}
-    train = analyse(step.lower(state, batch_spec).compile())
+    # Re-jitted with the state donated, so it lowers whether the step is jitted or wraps a jit.
+    train = analyse(jax.jit(step, donate_argnums=0).lower(state, batch_spec).compile())
     params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), state.params)
     pred = evaluation.Predictor(model, params, batch_size=batch, flip=True,
                                 kps_left=skeleton.JOINTS_LEFT, kps_right=skeleton.JOINTS_RIGHT,
@@ -66,29 +68,26 @@ def run(variants, batch):
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  common.add_common_args(p)
-  p.add_argument("--variants", default=",".join(VARIANTS))
-  p.add_argument("--batch", type=int, default=1024)
-  args = p.parse_args(argv)
-  if not args.no_cache:
-    common.enable_compilation_cache()
-  variants = args.variants.split(",")
-  if args.quick:
-    variants, args.batch = variants[:2], min(args.batch, 64)
-  rows = run(variants, args.batch)
-  print()
-  print(common.table(
+  fv = common.benchmark_flags(variants=common.VARIANTS)
+  flags.DEFINE_integer("batch", 1024, "Training batch (evaluation: 2 x batch rows with flip).",
+                       flag_values=fv)
+  status = common.parse_flags(fv, argv, __doc__)
+  if status is not None:
+    return status
+  variants, batch = fv.variants, fv.batch
+  if fv.quick:
+    variants, batch = variants[:2], min(batch, 64)
+  rows = run(variants, batch)
+  return common.report(
       ["variant", "params", "train peak MiB", "train temp MiB", "train args MiB",
        "eval peak MiB", "eval temp MiB"],
       [[r["variant"], f"{r['params'] / 1e6:.2f} M", r["train"]["peak"] / MIB,
         r["train"]["temp"] / MIB, r["train"]["argument"] / MIB, r["eval"]["peak"] / MIB,
         r["eval"]["temp"] / MIB] for r in rows],
-      title=f"Peak memory per call (XLA memory_analysis), batch {args.batch} "
-            f"(eval: {2 * args.batch} rows with flip), float32"))
-  common.write_json(args.json, {"benchmark": "memory", "results": rows})
-  return 0
+      title=f"Peak memory per call (XLA memory_analysis), batch {batch} "
+            f"(eval: {2 * batch} rows with flip), float32",
+      json_path=fv.json, payload={"benchmark": "memory", "results": rows})
 
 
 if __name__ == "__main__":
-  raise SystemExit(main())
+  sys.exit(main())

@@ -11,21 +11,19 @@ memory bandwidth and allocation of the gathered batches.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import common
+from absl import flags
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from poseformer_jax import cli, config_lib
+from poseformer_jax.data import dataset, pipeline, prepare_h36m, synthetic
 
-from poseformer_jax import config_lib  # noqa: E402
-from poseformer_jax.data import dataset, pipeline, prepare_h36m, synthetic  # noqa: E402
-
-SHARED_3D = REPO.parent / "shared" / "data" / "h36m" / "data_3d_h36m_train.npz"
+SHARED_3D = common.REPO.parent / "shared" / "data" / "h36m" / "data_3d_h36m_train.npz"
 
 
 def load(tmp: Path, force_synthetic: bool):
@@ -46,35 +44,32 @@ def measure(seqs, info, backend: str, frames: int, batch: int, steps: int) -> fl
   pipe = pipeline.TrainPipeline(seqs, info, num_frames=frames, global_batch=batch, seed=0,
                                 flip=True, backend=backend, prefetch=2)
   it = pipe.epoch(0)
-  for _ in range(3):  # warm up (thread start, tf.data graph, first allocations)
-    next(it)
-  n = min(steps, pipe.steps_per_epoch - 3)
-  t0 = time.perf_counter()
-  for _ in range(n):
-    b = next(it)
-    del b  # the consumer does nothing: pure pipeline throughput
-  dt = time.perf_counter() - t0
-  return n * batch / dt
+  # 3 warm-up batches (thread start, tf.data graph, first allocations); the consumer does
+  # nothing with a batch: pure pipeline throughput.
+  seconds = common.timed(lambda: next(it), calls=min(steps, pipe.steps_per_epoch - 3), warmup=3)
+  return batch / seconds
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--frames", type=int, default=243)
-  p.add_argument("--batch", type=int, default=1024)
-  p.add_argument("--steps", type=int, default=60)
-  p.add_argument("--synthetic", action="store_true", help="ignore the shared real data")
-  p.add_argument("--backends", default="numpy,tf")
-  args = p.parse_args(argv)
+  fv = flags.FlagValues()
+  flags.DEFINE_integer("frames", 243, "Receptive field F.", flag_values=fv)
+  flags.DEFINE_integer("batch", 1024, "Global batch.", flag_values=fv)
+  flags.DEFINE_integer("steps", 60, "Timed steps (after 3 warm-up steps).", flag_values=fv)
+  flags.DEFINE_bool("synthetic", False, "Ignore the shared real data.", flag_values=fv)
+  flags.DEFINE_list("backends", ["numpy", "tf"], "Pipeline backends.", flag_values=fv)
+  status = cli.parse_command_flags(fv, argv, __doc__)
+  if status is not None:
+    return status
   with tempfile.TemporaryDirectory() as tmp:
     t0 = time.perf_counter()
-    seqs, info, source = load(Path(tmp), args.synthetic)
+    seqs, info, source = load(Path(tmp), fv.synthetic)
     frames_total = sum(len(s) for s in seqs)
     print(f"data: {source}: {len(seqs)} sequences, {frames_total} frames "
           f"(loaded in {time.perf_counter() - t0:.1f} s)")
-  bytes_per_sample = args.frames * info.num_joints * 2 * 4
-  print(f"F={args.frames} batch={args.batch} flip=on; {bytes_per_sample / 1e3:.1f} kB input per sample")
-  for backend in args.backends.split(","):
-    rate = measure(seqs, info, backend, args.frames, args.batch, args.steps)
+  bytes_per_sample = fv.frames * info.num_joints * 2 * 4
+  print(f"F={fv.frames} batch={fv.batch} flip=on; {bytes_per_sample / 1e3:.1f} kB input per sample")
+  for backend in fv.backends:
+    rate = measure(seqs, info, backend, fv.frames, fv.batch, fv.steps)
     print(f"{backend:>5}: {rate:10,.0f} samples/s  ({rate * bytes_per_sample / 1e9:.2f} GB/s of windows)")
   return 0
 

@@ -17,36 +17,43 @@ frames/s at one batch for F in {27, 81, 243} with f = n in {1, 3, 9, 27}
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 
 import common
+import jax
+import numpy as np
+from absl import flags
+
+from poseformer_jax import flops
+from poseformer_jax import model as model_lib
 
 CHILD = r"""
-import json, sys, time
+import json, sys
 sys.path.insert(0, {bench!r})
 import common, jax, jax.numpy as jnp, numpy as np
-from poseformer_jax import model as model_lib, parallel, train_lib
+from poseformer_jax import model as model_lib, parallel, train_step
 variant, batch, steps = {variant!r}, {batch}, {steps}
 cfg = common.model_config(variant); m = cfg.model
 mesh = parallel.make_mesh()
 model = model_lib.from_config(m)
-tx = train_lib.make_optimizer(cfg.train, 1000)
-init_key, dk = train_lib.rng_keys(0)
-state = train_lib.init_state(model, tx, init_key, mesh)
-step = train_lib.make_train_step(model, tx, mesh, dk)
+tx = train_step.make_optimizer(cfg.train, 1000)
+init_key, dk = train_step.rng_keys(0)
+state = train_step.init_state(model, tx, init_key, mesh)
+step = train_step.make_train_step(model, tx, mesh, dk)
 rng = np.random.default_rng(0)
 data = parallel.global_batch({{
     "inputs": rng.uniform(-1, 1, (batch, m.num_frames, 17, 2)).astype(np.float32),
     "targets": (rng.normal(size=(batch, 1, 17, 3)) * .2).astype(np.float32)}}, mesh)
-state, mt = step(state, data); mt["loss"].block_until_ready()
-times = []
-for _ in range(steps):
-  t0 = time.perf_counter(); state, mt = step(state, data); mt["loss"].block_until_ready()
-  times.append(time.perf_counter() - t0)
+holder = {{"state": state}}
+def one_step():
+  holder["state"], mt = step(holder["state"], data)
+  mt["loss"].block_until_ready()
+one_step()
+times = [common.timed(one_step) for _ in range(steps)]
 print("RESULT", json.dumps({{"devices": jax.device_count(), "step_s": float(np.median(times))}}))
 """
 
@@ -66,7 +73,6 @@ def device_scaling(variant, batch, devices, steps, rounds):
       if not line:
         raise RuntimeError(f"{n} devices failed:\n{res.stderr[-2000:]}")
       out[n].append(json.loads(line[0][7:])["step_s"])
-  import statistics
   rows = []
   for n in devices:
     s = statistics.median(out[n])
@@ -78,9 +84,6 @@ def device_scaling(variant, batch, devices, steps, rounds):
 
 
 def cost_grid(frames_list, kept_list, batch, repeats):
-  import jax
-  from poseformer_jax import flops
-  from poseformer_jax import model as model_lib
   cases, fns = [], {}
   for frames in frames_list:
     for k in kept_list:
@@ -89,8 +92,8 @@ def cost_grid(frames_list, kept_list, batch, repeats):
       cfg = common.model_config("27_3_3")
       cfg.model.num_frames, cfg.model.kept_frames, cfg.model.kept_coeffs = frames, k, k
       model = model_lib.from_config(cfg.model)
-      x = jax.device_put(__import__("numpy").random.default_rng(0).uniform(
-          -1, 1, (batch, frames, 17, 2)).astype("float32"))
+      x = jax.device_put(np.random.default_rng(0).uniform(
+          -1, 1, (batch, frames, 17, 2)).astype(np.float32))
       params = model.init(jax.random.PRNGKey(0), x[:1])["params"]
       f = jax.jit(lambda p, v, model=model: model.apply({"params": p}, v))
       name = f"{frames}_{k}_{k}"
@@ -102,36 +105,37 @@ def cost_grid(frames_list, kept_list, batch, repeats):
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  common.add_common_args(p)
-  p.add_argument("--variant", default="27_3_3")
-  p.add_argument("--batch", type=int, default=128, help="global train batch")
-  p.add_argument("--devices", default="1,2,4,8")
-  p.add_argument("--steps", type=int, default=5)
-  p.add_argument("--rounds", type=int, default=2, help="alternated rounds of subprocesses")
-  p.add_argument("--grid-batch", type=int, default=64)
-  args = p.parse_args(argv)
-  if not args.no_cache:
-    common.enable_compilation_cache()
+  fv = common.benchmark_flags()
+  flags.DEFINE_string("variant", "27_3_3", "Published variant of the train step.", flag_values=fv)
+  flags.DEFINE_integer("batch", 128, "Global train batch.", flag_values=fv)
+  flags.DEFINE_list("devices", ["1", "2", "4", "8"], "Simulated CPU device counts.",
+                    flag_values=fv)
+  flags.DEFINE_integer("steps", 5, "Timed steps per subprocess.", flag_values=fv)
+  flags.DEFINE_integer("rounds", 2, "Alternated rounds of subprocesses.", flag_values=fv)
+  flags.DEFINE_integer("grid-batch", 64, "Batch of the F and f/n grid.", flag_values=fv)
+  status = common.parse_flags(fv, argv, __doc__)
+  if status is not None:
+    return status
+  batch, steps, rounds, grid_batch = fv.batch, fv.steps, fv.rounds, fv["grid-batch"].value
+  devices = [int(d) for d in fv.devices]
   frames_list, kept_list = [27, 81, 243], [1, 3, 9, 27]
-  if args.quick:
-    args.batch, args.steps, args.rounds, args.devices = 32, 2, 1, "1,2"
-    frames_list, kept_list, args.grid_batch = [27, 81], [1, 3], 16
-  devices = [int(d) for d in args.devices.split(",")]
-  dev_rows = device_scaling(args.variant, args.batch, devices, args.steps, args.rounds)
+  if fv.quick:
+    batch, steps, rounds, devices = 32, 2, 1, [1, 2]
+    frames_list, kept_list, grid_batch = [27, 81], [1, 3], 16
+  dev_rows = device_scaling(fv.variant, batch, devices, steps, rounds)
   print(common.table(["devices", "global batch", "ms/step", "samples/s", "relative to 1"],
                      [[r["devices"], r["batch"], r["step_s"] * 1e3, r["samples_per_s"],
                        f"{r['relative']:.2f}"] for r in dev_rows],
-                     title=f"Train step {args.variant} vs simulated CPU devices "
+                     title=f"Train step {fv.variant} vs simulated CPU devices "
                            f"(all share {common.CORES} cores: overhead, not speed-up)"))
-  grid = cost_grid(frames_list, kept_list, args.grid_batch, args.repeats or 3)
+  grid = cost_grid(frames_list, kept_list, grid_batch, fv.repeats or 3)
   print()
   print(common.table(["F", "f = n", "XLA MFLOPs/frame", "JAX frames/s"],
                      [[r["F"], r["f=n"], r["xla_mflops_per_frame"], r["jax_fps"]] for r in grid],
-                     title=f"Forward cost vs F and f/n (batch {args.grid_batch})"))
-  common.write_json(args.json, {"benchmark": "scaling", "devices": dev_rows, "grid": grid})
+                     title=f"Forward cost vs F and f/n (batch {grid_batch})"))
+  common.write_json(fv.json, {"benchmark": "scaling", "devices": dev_rows, "grid": grid})
   return 0
 
 
 if __name__ == "__main__":
-  raise SystemExit(main())
+  sys.exit(main())

@@ -5,7 +5,7 @@
 
 One step = forward with stochastic depth (rate 0.1), MPJPE loss against the
 root-zeroed target, backward, AdamW (lr 1e-4, weight decay 0.1) update.
-JAX: `train_lib.make_train_step` (jitted, state donated), exactly the step
+JAX: `train_step.make_train_step` (jitted, state donated), exactly the step
 `train.py` runs. PyTorch: the reference model in train mode,
 ``zero_grad(set_to_none=True); loss.backward(); opt.step()`` with
 ``torch.optim.AdamW`` (its default for-each implementation on CPU). Same
@@ -17,32 +17,24 @@ minutes.
 
 from __future__ import annotations
 
-import argparse
+import sys
 
 import common
+import jax
+import numpy as np
+from absl import flags
 
-VARIANTS = ["27_1_3", "27_3_3", "81_1_3", "81_3_3", "81_9_9", "243_27_27"]
-MFLOPS = {"27_1_3": 77.2, "27_3_3": 117.3, "81_1_3": 77.2, "81_3_3": 117.3,
-          "81_9_9": 351.7, "243_27_27": 1054.8}
-
-
-def capped_batch(variant: str, batch: int, max_gflop: float) -> int:
-  while batch > 1 and batch * 3 * MFLOPS[variant] / 1e3 > max_gflop:  # fwd + bwd ~ 3x fwd
-    batch //= 2
-  return batch
+from poseformer_jax import model as model_lib
+from poseformer_jax import parallel, train_step
 
 
 def run(variants, batch, repeats, max_gflop, target_s):
-  import jax
-  import numpy as np
-  from poseformer_jax import model as model_lib
-  from poseformer_jax import parallel, train_lib
   torch = common.setup_torch()
-  from torch_checkpoints import random_reference
+  from torch_checkpoints import random_reference  # needs torch
 
   rows = []
   for v in variants:
-    b = capped_batch(v, batch, max_gflop)
+    b = common.capped_batch(v, batch, max_gflop, passes=3)  # fwd + bwd ~ 3x fwd
     cfg = common.model_config(v)
     m = cfg.model
     # Same weights; the torch model trains with the same drop-path rate as the JAX step.
@@ -51,12 +43,12 @@ def run(variants, batch, repeats, max_gflop, target_s):
     _, _, params = common.reference_pair(v, torch_model=False)
     model = model_lib.from_config(m)
     mesh = parallel.make_mesh()
-    tx = train_lib.make_optimizer(cfg.train, steps_per_epoch=1000)
-    _, dropout_key = train_lib.rng_keys(0)
-    state = train_lib.TrainState(step=jax.numpy.zeros((), jax.numpy.int32), params=params,
+    tx = train_step.make_optimizer(cfg.train, steps_per_epoch=1000)
+    _, dropout_key = train_step.rng_keys(0)
+    state = train_step.TrainState(step=jax.numpy.zeros((), jax.numpy.int32), params=params,
                                  opt_state=tx.init(params))
     state = jax.device_put(state, parallel.replicated(mesh))
-    step = train_lib.make_train_step(model, tx, mesh, dropout_key)
+    step = train_step.make_train_step(model, tx, mesh, dropout_key)
     rng = np.random.default_rng(0)
     x_np = rng.uniform(-1, 1, size=(b, m.num_frames, m.num_joints, 2)).astype(np.float32)
     y_np = (rng.normal(size=(b, 1, m.num_joints, 3)) * 0.2).astype(np.float32)
@@ -92,34 +84,27 @@ def run(variants, batch, repeats, max_gflop, target_s):
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  common.add_common_args(p)
-  p.add_argument("--variants", default=",".join(VARIANTS))
-  p.add_argument("--batch", type=int, default=1024)
-  p.add_argument("--max-work", type=float, default=120.0,
-                 help="cap on batch x 3 x forward GFLOPs per step (default 120: "
-                      "27-frame models at 256, 243_27_27 at 32)")
-  p.add_argument("--target", type=float, default=0.5, help="seconds per timed sample")
-  args = p.parse_args(argv)
-  if not args.no_cache:
-    common.enable_compilation_cache()
-  variants = args.variants.split(",")
-  repeats = args.repeats or 5
-  if args.quick:
+  fv = common.benchmark_flags(variants=common.VARIANTS, target=0.5, max_work=(
+      120.0, "batch x 3 x forward GFLOPs per step (120: 27-frame models at 256, 243_27_27 at 32)"))
+  flags.DEFINE_integer("batch", 1024, "Batch per step (capped by --max-work).", flag_values=fv)
+  status = common.parse_flags(fv, argv, __doc__)
+  if status is not None:
+    return status
+  variants, max_work, target = fv.variants, fv["max-work"].value, fv.target
+  repeats = fv.repeats or 5
+  if fv.quick:
     variants = ["27_3_3"]
-    args.max_work = min(args.max_work, 20.0)
-    repeats, args.target = args.repeats or 3, 0.2
-  rows = run(variants, args.batch, repeats, args.max_work, args.target)
-  print()
-  print(common.table(
+    max_work = min(max_work, 20.0)
+    repeats, target = fv.repeats or 3, 0.2
+  rows = run(variants, fv.batch, repeats, max_work, target)
+  return common.report(
       ["variant", "batch", "JAX samples/s", "PyTorch samples/s", "JAX/PyTorch", "JAX ms/step",
        "PyTorch ms/step"],
       [[r["variant"], r["batch"], r["jax_sps"], r["torch_sps"], f"{r['ratio']:.2f}x",
         r["jax_ms"], r["torch_ms"]] for r in rows],
-      title=f"Training step (fwd + bwd + AdamW), float32, {common.CORES} threads each"))
-  common.write_json(args.json, {"benchmark": "train", "repeats": repeats, "results": rows})
-  return 0
+      title=f"Training step (fwd + bwd + AdamW), float32, {common.CORES} threads each",
+      json_path=fv.json, payload={"benchmark": "train", "repeats": repeats, "results": rows})
 
 
 if __name__ == "__main__":
-  raise SystemExit(main())
+  sys.exit(main())

@@ -17,66 +17,67 @@ the result.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import common
+import jax
+import numpy as np
+from absl import flags
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from poseformer_jax import config_lib, model as model_lib, parallel, train_lib  # noqa: E402
+from poseformer_jax import cli, config_lib, model as model_lib, parallel, train_step
 
 
 def bench(config, batch: int, steps: int, warmup: int, accum: int = 1) -> float:
   mesh = parallel.make_mesh()
   model = model_lib.from_config(config.model)
-  tx = train_lib.make_optimizer(config.train, steps_per_epoch=1000)
-  init_key, dropout_key = train_lib.rng_keys(0)
-  state = train_lib.init_state(model, tx, init_key, mesh)
-  step = train_lib.make_train_step(model, tx, mesh, dropout_key, accum)
+  tx = train_step.make_optimizer(config.train, steps_per_epoch=1000)
+  init_key, dropout_key = train_step.rng_keys(0)
+  state = train_step.init_state(model, tx, init_key, mesh)
+  step = train_step.make_train_step(model, tx, mesh, dropout_key, accum)
   rng = np.random.default_rng(0)
   m = config.model
   local = {"inputs": rng.normal(size=(batch, m.num_frames, m.num_joints, 2)).astype(np.float32),
            "targets": rng.normal(size=(batch, 1, m.num_joints, 3)).astype(np.float32) * 0.2}
   data = parallel.global_batch(local, mesh)
-  for _ in range(warmup):
-    state, metrics = step(state, data)
-  jax.block_until_ready(metrics)
-  t0 = time.perf_counter()
-  for _ in range(steps):
-    state, metrics = step(state, data)
-  jax.block_until_ready((state, metrics))
-  return steps * batch / (time.perf_counter() - t0)
+  holder = {"state": state}
+
+  def one_step():
+    holder["state"], metrics = step(holder["state"], data)
+    return holder["state"], metrics
+
+  seconds = common.timed(one_step, calls=steps, warmup=warmup, wait=jax.block_until_ready)
+  return batch / seconds
 
 
-def main() -> None:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--variants", default="27_3_3,243_27_27")
-  p.add_argument("--config", default=None, help="a config file instead of --variants")
-  p.add_argument("--batch", type=int, default=1024)
-  p.add_argument("--steps", type=int, default=5)
-  p.add_argument("--warmup", type=int, default=2)
-  p.add_argument("--dtype", default="float32")
-  p.add_argument("--accum", type=int, default=1, help="microbatches per step")
-  args = p.parse_args()
+def main(argv=None) -> int:
+  fv = flags.FlagValues()
+  flags.DEFINE_list("variants", ["27_3_3", "243_27_27"], "Published variants F_f_n.",
+                    flag_values=fv)
+  flags.DEFINE_string("config", None, "A config file instead of --variants.", flag_values=fv)
+  flags.DEFINE_integer("batch", 1024, "Global batch.", flag_values=fv)
+  flags.DEFINE_integer("steps", 5, "Timed steps.", flag_values=fv)
+  flags.DEFINE_integer("warmup", 2, "Untimed steps first (compilation).", flag_values=fv)
+  flags.DEFINE_string("dtype", "float32", "Compute dtype (model.dtype).", flag_values=fv)
+  flags.DEFINE_integer("accum", 1, "Microbatches per step.", flag_values=fv)
+  status = cli.parse_command_flags(fv, argv, __doc__)
+  if status is not None:
+    return status
   configs = []
-  if args.config:
-    configs.append((args.config, config_lib.load_config_file(args.config)))
+  if fv.config:
+    configs.append((fv.config, config_lib.load_config_file(fv.config)))
   else:
-    for v in args.variants.split(","):
+    for v in fv.variants:
       c = config_lib.base_config()
       config_lib.set_variant(c, v)
       configs.append((v, c))
-  print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}; batch {args.batch}")
+  print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}; batch {fv.batch}")
   for name, c in configs:
-    c.model.dtype = args.dtype
-    sps = bench(c, args.batch, args.steps, args.warmup, args.accum)
-    print(f"{name:>12s}  {args.dtype}  accum {args.accum}  {sps:10.1f} samples/s  "
-          f"({args.batch / sps * 1000:.0f} ms/step)", flush=True)
+    c.model.dtype = fv.dtype
+    sps = bench(c, fv.batch, fv.steps, fv.warmup, fv.accum)
+    print(f"{name:>12s}  {fv.dtype}  accum {fv.accum}  {sps:10.1f} samples/s  "
+          f"({fv.batch / sps * 1000:.0f} ms/step)", flush=True)
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

@@ -1,5 +1,5 @@
-"""Shared helpers of the benchmark scripts: threads, same-weight JAX/PyTorch models,
-alternated timing, tables and JSON.
+"""Shared helpers of the benchmark scripts: flags, threads, same-weight JAX/PyTorch models,
+the one timing helper (`timed`) and what is built on it, tables and JSON.
 
 Fairness rules every script follows:
 
@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -36,7 +36,16 @@ sys.path.insert(0, str(REPO / "tests"))  # torch_reference, torch_checkpoints
 # (must be set before torch is imported; an explicit setting in the environment wins).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import flags  # noqa: E402
+
+from poseformer_jax import cli, config_lib, convert  # noqa: E402
+from poseformer_jax import model as model_lib  # noqa: E402
+
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+VARIANTS = list(config_lib.H36M_VARIANTS)        # the six published Human3.6M variants
+PAPER_MFLOPS = config_lib.PAPER_MFLOPS            # per output frame, used to cap batch sizes
 # Outside the repository, so the cache never shows up as untracked files.
 CACHE_DIR = Path(os.environ.get("POSEFORMER_JAX_CACHE",
                                 Path.home() / ".cache" / "poseformer-jax" / "xla"))
@@ -44,7 +53,6 @@ CACHE_DIR = Path(os.environ.get("POSEFORMER_JAX_CACHE",
 
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> None:
   """Persistent XLA compilation cache (second runs skip compiling)."""
-  import jax
   jax.config.update("jax_compilation_cache_dir", str(path or CACHE_DIR))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -57,7 +65,6 @@ def setup_torch(threads: int = CORES):
 
 
 def machine() -> dict:
-  import jax
   info = {"cpu": _cpu_name(), "cores": CORES, "platform": platform.platform(),
           "python": platform.python_version(), "jax": jax.__version__,
           "backend": jax.default_backend(), "devices": jax.device_count(),
@@ -87,7 +94,6 @@ def _cpu_name() -> str:
 
 
 def model_config(variant: str, dtype: str = "float32"):
-  from poseformer_jax import config_lib
   cfg = config_lib.base_config()
   config_lib.set_variant(cfg, variant)
   cfg.model.dtype = dtype
@@ -96,11 +102,7 @@ def model_config(variant: str, dtype: str = "float32"):
 
 def reference_pair(variant: str, seed: int = 0, dtype: str = "float32", torch_model: bool = True):
   """(torch reference in eval mode or None, flax model, flax params): the SAME random weights."""
-  import jax
-  import numpy as np
-  from poseformer_jax import convert
-  from poseformer_jax import model as model_lib
-  from torch_checkpoints import random_reference
+  from torch_checkpoints import random_reference  # needs torch (optional)
   cfg = model_config(variant, dtype)
   m = cfg.model
   ref = random_reference(m.num_frames, m.kept_frames, m.kept_coeffs, seed=seed)
@@ -113,18 +115,47 @@ def reference_pair(variant: str, seed: int = 0, dtype: str = "float32", torch_mo
 
 
 def inputs(variant: str, batch: int, seed: int = 0):
-  import numpy as np
   cfg = model_config(variant)
   return np.random.default_rng(seed).uniform(
       -1, 1, size=(batch, cfg.model.num_frames, cfg.model.num_joints, 2)).astype(np.float32)
 
 
+def capped_batch(variant: str, batch: int, max_gflop: float, passes: float = 1.0) -> int:
+  """`batch` halved until batch x passes x the paper's forward GFLOPs per frame <= max_gflop."""
+  while batch > 1 and batch * passes * PAPER_MFLOPS[variant] / 1e3 > max_gflop:
+    batch //= 2
+  return batch
+
+
+def timed(fn: Callable[[], Any], calls: int = 1, warmup: int = 0,
+          wait: Callable[[Any], Any] | None = None) -> float:
+  """THE timing loop: seconds per call of `fn` over `calls` calls after `warmup` untimed ones.
+
+  `wait(result)` (e.g. ``jax.block_until_ready``), when given, runs on the
+  last result before the clock starts and before it stops, so asynchronously
+  dispatched work is counted; without it `fn` must block itself.
+  """
+  result = None
+  for _ in range(warmup):
+    result = fn()
+  if wait is not None and warmup:
+    wait(result)
+  t0 = time.perf_counter()
+  for _ in range(calls):
+    result = fn()
+  if wait is not None:
+    wait(result)
+  return (time.perf_counter() - t0) / calls
+
+
+def best_of(fn: Callable[[], Any], repeats: int) -> float:
+  """Seconds of the fastest of `repeats` calls (the least disturbed one on a shared machine)."""
+  return min(timed(fn) for _ in range(repeats))
+
+
 def calibrate(fn: Callable[[], object], target_s: float) -> int:
   """Calls per timed sample so that one sample lasts about target_s (fn already warm)."""
-  t0 = time.perf_counter()
-  fn()
-  dt = time.perf_counter() - t0
-  return max(1, int(round(target_s / max(dt, 1e-6))))
+  return max(1, int(round(target_s / max(timed(fn), 1e-6))))
 
 
 def alternate(fns: dict[str, Callable[[], object]], repeats: int = 5, target_s: float = 0.3,
@@ -140,10 +171,7 @@ def alternate(fns: dict[str, Callable[[], object]], repeats: int = 5, target_s: 
   samples: dict[str, list[float]] = {k: [] for k in fns}
   for _ in range(repeats):
     for k, fn in fns.items():
-      t0 = time.perf_counter()
-      for _ in range(calls[k]):
-        fn()
-      samples[k].append((time.perf_counter() - t0) / calls[k])
+      samples[k].append(timed(fn, calls[k]))
   return {k: {"median": statistics.median(v), "min": min(v), "samples": v, "calls": calls[k]}
           for k, v in samples.items()}
 
@@ -158,6 +186,15 @@ def table(headers: list[str], rows: list[list], title: str | None = None) -> str
   out += [line(headers), "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"]
   out += [line(r) for r in cells]
   return "\n".join(out)
+
+
+def report(headers: list[str], rows: list[list], title: str, json_path: str | None,
+           payload: dict) -> int:
+  """Prints the results table (`table`), writes `payload` as JSON when asked; exit status 0."""
+  print()
+  print(table(headers, rows, title=title))
+  write_json(json_path, payload)
+  return 0
 
 
 def _fmt(c) -> str:
@@ -184,10 +221,30 @@ def write_json(path: str | None, payload: dict) -> None:
   print(f"wrote {path}")
 
 
-def add_common_args(parser) -> None:
-  parser.add_argument("--json", default=None, help="write the results to this JSON file")
-  parser.add_argument("--quick", action="store_true", help="fast smoke mode (fewer cases, repeats)")
-  parser.add_argument("--repeats", type=int, default=None, help="alternated rounds (median)")
-  parser.add_argument("--no-cache", action="store_true",
-                      help="do not use the persistent compilation cache "
-                           "(~/.cache/poseformer-jax/xla, or $POSEFORMER_JAX_CACHE)")
+def benchmark_flags(variants: list[str] | None = None, target: float | None = None,
+                    max_work: tuple[float, str] | None = None) -> flags.FlagValues:
+  """A script's own absl flags with the common ones: --json, --quick, --repeats, --no-cache;
+  with defaults given also --variants (comma-separated), --target (seconds per timed sample)
+  and --max-work ((default, what it caps))."""
+  fv = flags.FlagValues()
+  flags.DEFINE_string("json", None, "Write the results to this JSON file.", flag_values=fv)
+  flags.DEFINE_bool("quick", False, "Fast smoke mode (fewer cases, repeats).", flag_values=fv)
+  flags.DEFINE_integer("repeats", None, "Alternated rounds (median).", flag_values=fv)
+  flags.DEFINE_bool("no-cache", False, "Do not use the persistent compilation cache "
+                    "(~/.cache/poseformer-jax/xla, or $POSEFORMER_JAX_CACHE).", flag_values=fv)
+  if variants is not None:
+    flags.DEFINE_list("variants", variants, "Published variants F_f_n.", flag_values=fv)
+  if target is not None:
+    flags.DEFINE_float("target", target, "Seconds per timed sample.", flag_values=fv)
+  if max_work is not None:
+    flags.DEFINE_float("max-work", max_work[0], f"Cap on {max_work[1]}.", flag_values=fv)
+  return fv
+
+
+def parse_flags(fv: flags.FlagValues, argv, doc: str) -> int | None:
+  """Parses a script's flags (`cli.parse_command_flags`: None, or the exit status to return);
+  enables the compilation cache unless --no-cache."""
+  status = cli.parse_command_flags(fv, argv, doc)
+  if status is None and "no-cache" in fv and not fv["no-cache"].value:
+    enable_compilation_cache()
+  return status

@@ -1,36 +1,56 @@
-"""The project's one checkpoint format: an orbax `CheckpointManager` directory.
+"""The project's one checkpoint format: every save and restore goes through this module.
 
 Layout (``<step>`` is an integer training step; converted weights use step 0)::
 
-    DIR/<step>/params/   model parameters (orbax StandardSave, float32)
-    DIR/<step>/config/   the full ml-collections config as JSON (model block included)
-    DIR/<step>/...       training adds opt_state/ and meta/ (see `train_lib`)
+    DIR/<step>/params/      model parameters (orbax StandardSave, float32)
+    DIR/<step>/config/      the full ml-collections config as JSON (model block included)
+    DIR/<step>/meta/        JSON: ``params_sha256`` (`params_digest`), plus the training
+                            bookkeeping (step, epoch, RNG, pipeline position, best P1, ...)
+    DIR/<step>/opt_state/   training only: the optimizer state
 
-A training workdir holds two such managers: ``checkpoints/`` (the latest K, for
-resuming) and ``best/`` (the best by validation P1). `load_checkpoint` accepts
-a manager directory, a training workdir (prefers ``best/``) or a single step
-directory. Orbax writes each step to a temporary name and renames it when
-complete, so a save interrupted half-way is never picked up as valid.
+`save` is the one writer: parameters, config and the checksum bundle are
+written there and nowhere else (`save_params` for converted weights,
+`Checkpoints` for training). A training workdir holds two managers:
+``checkpoints/`` (the latest K, for resuming) and ``best/`` (the best by
+validation P1). `load_checkpoint` accepts a manager directory, a training
+workdir (prefers ``best/``), a single step directory or ``pretrained:NAME``.
+Orbax writes each step to a temporary name and renames it when complete, so
+a save interrupted half-way is never picked up as valid.
+
+Arrays are saved as host numpy copies (written by process 0), so a checkpoint
+carries no device topology: a run saved on 8 GPUs or 2 processes resumes or
+evaluates on 1 CPU.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 from poseformer_jax import model as model_lib
-from poseformer_jax.errors import PoseFormerError
+from poseformer_jax import parallel
+from poseformer_jax import pretrained
+from poseformer_jax.errors import ConfigError, PoseFormerError
+
+TRAIN_ITEMS = ("params", "opt_state", "config", "meta")
+BEST_ITEMS = ("params", "config", "meta")
+META_VERSION = 1
 
 
 class CheckpointError(PoseFormerError, ValueError):
-  """A checkpoint directory is missing, incomplete or of the wrong architecture."""
+  """A checkpoint directory is missing, incomplete, unwritable or of the wrong architecture."""
 
 
 class _ReadOnlyWarningFilter(logging.Filter):
@@ -45,7 +65,6 @@ TRASH_DIR = "trash"
 
 def empty_trash(directory: str | os.PathLike) -> None:
   """Removes steps that a manager on `directory` retired (see `open_manager`)."""
-  import shutil
   shutil.rmtree(Path(directory) / TRASH_DIR, ignore_errors=True)
 
 
@@ -81,23 +100,57 @@ def open_manager(directory: str | os.PathLike, *, max_to_keep: int | None = None
       options=options)
 
 
+def save(manager: ocp.CheckpointManager, step: int, params: Any,
+         config: ml_collections.ConfigDict, *, meta: dict | None = None, opt_state: Any = None,
+         metrics: dict | None = None) -> bool:
+  """The one writer: params + config + meta (with ``params_sha256``) [+ opt_state] as `step`.
+
+  Arrays are written as host numpy copies of (replicated) arrays; every process
+  must call it (orbax coordinates the write). `metrics` goes to orbax's
+  best-checkpoint bookkeeping (``best_metric``). Returns False, writing
+  nothing, when `manager` already holds `step`.
+  """
+  step = int(step)
+  if step in manager.all_steps():
+    return False
+  host_params = _host(params)
+  meta = {**{k: _json_safe(v) for k, v in (meta or {}).items()},
+          "params_sha256": params_digest(host_params)}
+  items = {"params": ocp.args.StandardSave(host_params),
+           "config": ocp.args.JsonSave(config.to_dict()),
+           "meta": ocp.args.JsonSave(meta)}
+  if opt_state is not None:
+    items["opt_state"] = ocp.args.StandardSave(_host(opt_state))
+  manager.save(step, metrics=metrics, args=ocp.args.Composite(**items))
+  manager.wait_until_finished()
+  if jax.process_index() == 0:
+    empty_trash(manager.directory)
+  return True
+
+
 def save_params(directory: str | os.PathLike, params: Any,
                 config: ml_collections.ConfigDict, step: int = 0) -> Path:
-  """Writes `params` and `config` as step `step` of a checkpoint directory.
-
-  Refuses to overwrite an existing checkpoint directory with steps in it.
-  """
+  """Writes `params` and `config` as step `step` of a new checkpoint directory (converted
+  or published weights). Refuses to overwrite a directory that already holds steps."""
   directory = Path(directory).absolute()
   if directory.exists() and any(p.name.isdigit() for p in directory.iterdir()):
     raise CheckpointError(f"{directory}: already holds a checkpoint; choose a new --output")
-  mngr = open_manager(directory, item_names=("params", "config", "meta"))
-  mngr.save(step, args=ocp.args.Composite(
-      params=ocp.args.StandardSave(params),
-      config=ocp.args.JsonSave(config.to_dict()),
-      meta=ocp.args.JsonSave({"params_sha256": params_digest(params)})))
-  mngr.wait_until_finished()
-  mngr.close()
+  mngr = open_manager(directory, item_names=BEST_ITEMS)
+  try:
+    save(mngr, step, params, config)
+  finally:
+    mngr.close()
   return directory
+
+
+def _host(tree: Any) -> Any:
+  """Host numpy copies of replicated arrays: checkpoints carry no device topology, so a
+  run saved on N devices / P processes restores on any other (process 0 writes them)."""
+  return jax.tree.map(np.array, parallel.local_copy(tree))
+
+
+def _json_safe(x):
+  return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
 def _resolve(directory: Path) -> tuple[Path, int | None]:
@@ -122,10 +175,20 @@ def _steps(directory: Path) -> list[int]:
                 if p.is_dir() and p.name.isdigit() and (p / "params").is_dir())
 
 
+def resolve_path(directory: str | os.PathLike) -> Path:
+  """A checkpoint directory, or the folder of a shipped ``pretrained:NAME`` model."""
+  if pretrained.is_pretrained(directory):
+    return pretrained.path(directory)
+  return Path(directory).absolute()
+
+
 def load_config(directory: str | os.PathLike, step: int | None = None
                 ) -> tuple[ml_collections.ConfigDict, Path, int]:
-  """Reads only the config of a checkpoint. Returns (config, manager_dir, step)."""
-  root, found_step = _resolve(Path(directory).absolute())
+  """Reads only the config of a checkpoint. Returns (config, manager_dir, step).
+
+  `directory` may also be ``pretrained:NAME`` (a model shipped with the package).
+  """
+  root, found_step = _resolve(resolve_path(directory))
   step = step if step is not None else found_step
   if step is None:
     step = _steps(root)[-1]
@@ -142,8 +205,11 @@ def load_config(directory: str | os.PathLike, step: int | None = None
 def load_checkpoint(directory: str | os.PathLike, step: int | None = None):
   """Loads a checkpoint written by training or by `convert_torch_weights.py`.
 
+  `directory`: a training workdir, a manager directory, a step directory, or
+  ``pretrained:NAME`` for a model shipped with the package (`poseformer_jax.pretrained`).
   Returns ``(model, params, config)``: a `PoseFormerV2` built from the stored
-  config, its parameters (host-local jax arrays, float32) and the config.
+  config, its parameters (host-local jax arrays, float32; weights stored in
+  float16 are checked against their checksum, then widened) and the config.
   Use as ``model.apply({'params': params}, x)`` with x (B, F, J, 2).
   Raises `CheckpointError` when the directory is incomplete or its
   parameters do not fit the stored architecture.
@@ -164,6 +230,7 @@ def load_checkpoint(directory: str | os.PathLike, step: int | None = None):
   digest = _stored_digest(root / str(step))
   if digest is not None and digest != params_digest(params):
     raise CheckpointError(f"{root / str(step)}: parameters are damaged (checksum mismatch)")
+  params = jax.tree.map(lambda x: x.astype("float32") if x.dtype == "float16" else x, params)
   return model, params, config
 
 
@@ -173,8 +240,6 @@ def params_digest(params: Any) -> str:
   Stored in a checkpoint's ``meta`` item and checked by `load_checkpoint`, so
   a damaged file that still decodes is rejected instead of loading wrong weights.
   """
-  import hashlib
-  import numpy as np
   h = hashlib.sha256()
   for path, leaf in jax.tree_util.tree_leaves_with_path(params):
     arr = np.ascontiguousarray(np.asarray(leaf))
@@ -191,7 +256,6 @@ def _stored_digest(step_dir: Path) -> str | None:
 
 
 def _dummy_input(config):
-  import jax.numpy as jnp
   return jnp.zeros((1, config.model.num_frames, config.model.num_joints, 2), jnp.float32)
 
 
@@ -215,3 +279,149 @@ def check_params_match(params: Any, expected: Any, where: str) -> None:
       parts.append(f"shape mismatch {shapes[:5]}{'...' if len(shapes) > 5 else ''}")
     raise CheckpointError(f"{where}: parameters do not fit the stored architecture: "
                           + "; ".join(parts))
+
+
+# -- training workdirs -----------------------------------------------------------
+
+
+def prepare_workdir(workdir: str | os.PathLike) -> Path:
+  """Creates a training workdir and checks that it is writable (CheckpointError otherwise)."""
+  workdir = Path(workdir).absolute()
+  if workdir.exists() and not workdir.is_dir():
+    raise CheckpointError(f"{workdir}: workdir exists and is not a directory")
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    probe = workdir / f".write_test.{os.getpid()}"
+    probe.write_text("ok")
+    probe.unlink()
+  except OSError as e:
+    raise CheckpointError(f"{workdir}: workdir is not writable ({e.strerror or e})") from None
+  return workdir
+
+
+class Checkpoints:
+  """The two managers of a training workdir: ``checkpoints/`` (latest K) and ``best/``.
+
+  Opening them removes step folders half-deleted by an earlier kill
+  (`prune_partial_steps`, process 0, then a barrier).
+  """
+
+  def __init__(self, workdir: Path, keep: int):
+    self.train_dir = Path(workdir) / "checkpoints"
+    self.best_dir = Path(workdir) / "best"
+    if jax.process_index() == 0:
+      for d in (self.train_dir, self.best_dir):
+        prune_partial_steps(d)
+    parallel.barrier("poseformer_jax.checkpoint.prune_partial_steps")
+    self.train = open_manager(self.train_dir, max_to_keep=max(int(keep), 1),
+                              item_names=TRAIN_ITEMS)
+    self.best = open_manager(self.best_dir, max_to_keep=1, item_names=BEST_ITEMS,
+                             best_metric="val_p1")
+
+  def latest_step(self) -> int | None:
+    return self.train.latest_step()
+
+  def last_good(self) -> str:
+    """The newest complete step folder of ``checkpoints/`` (for messages)."""
+    step = self.latest_step()
+    return f"{self.train_dir / str(step)}" if step is not None else "(none yet)"
+
+  def save(self, step: int, params, opt_state, config, meta: dict) -> bool:
+    return save(self.train, step, params, config, meta=meta, opt_state=opt_state)
+
+  def save_best(self, step: int, params, config, meta: dict, val_p1: float) -> bool:
+    return save(self.best, step, params, config, meta={**meta, "val_p1": val_p1},
+                metrics={"val_p1": float(val_p1)})
+
+  def best_p1(self) -> float | None:
+    """val_p1 of the checkpoint in ``best/`` (None when empty or unreadable)."""
+    step = self.best.latest_step()
+    if step is None:
+      return None
+    try:
+      meta = self.best.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+      return meta.get("val_p1")
+    except Exception:  # noqa: BLE001 - a damaged best/ must not block resuming
+      return None
+
+  def restore_latest(self, config, steps_per_epoch: int, abstract_params, abstract_opt_state
+                     ) -> tuple[Path, Any, Any, dict] | None:
+    """The latest training state: (step dir, params, opt_state, meta), or None when empty.
+
+    Refuses (`check_resumable`) a checkpoint that cannot continue as this run;
+    ``meta['best_p1']`` is the better of the stored one and ``best/``'s.
+    """
+    step = self.latest_step()
+    if step is None:
+      return None
+    where = self.train_dir / str(step)
+    stored, _, _ = load_config(self.train_dir, step)
+    meta = self.train.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    check_resumable(stored, config, meta, steps_per_epoch, where)
+    try:
+      out = self.train.restore(step, args=ocp.args.Composite(
+          params=ocp.args.StandardRestore(abstract_params),
+          opt_state=ocp.args.StandardRestore(abstract_opt_state)))
+    except Exception as e:  # orbax raises many types for damaged files
+      msg = str(e).splitlines()[0] if str(e) else ""
+      raise CheckpointError(
+          f"{where}: cannot restore the training state ({type(e).__name__}: {msg})") from None
+    meta = dict(meta)
+    best = self.best_p1()
+    if best is not None and (meta.get("best_p1") is None or best < meta["best_p1"]):
+      meta["best_p1"] = best
+    return where, out["params"], out["opt_state"], meta
+
+  def close(self):
+    self.train.close()
+    self.best.close()
+
+
+def _complete(step_dir: Path) -> bool:
+  return (step_dir / "_CHECKPOINT_METADATA").is_file() and (step_dir / "params").is_dir()
+
+
+def prune_partial_steps(directory: Path) -> list[str]:
+  """Removes step folders left half-deleted by a kill during orbax's clean-up of old steps.
+
+  Orbax writes a step under a temporary name and renames it when complete
+  (never listed while partial), but deletes old steps with a plain recursive
+  delete: a SIGKILL in the middle leaves an *old* step folder without its
+  ``_CHECKPOINT_METADATA`` or ``params`` that orbax would still list. Only
+  such folders older than the newest complete step are removed; the newest
+  complete step, the one a resume reads, is never touched. Returns the names removed.
+  """
+  directory = Path(directory)
+  if not directory.is_dir():
+    return []
+  steps = {int(p.name): p for p in directory.iterdir() if p.is_dir() and p.name.isdigit()}
+  complete = [s for s, p in steps.items() if _complete(p)]
+  if not complete:
+    return []
+  removed = []
+  for s, p in sorted(steps.items()):
+    if s < max(complete) and not _complete(p):
+      shutil.rmtree(p, ignore_errors=True)
+      removed.append(p.name)
+  return removed
+
+
+def check_resumable(stored: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
+                    meta: dict, steps_per_epoch: int, where: Path) -> None:
+  """Raises ConfigError when the checkpoint cannot continue as this run."""
+  want, have = config.model.to_dict(), stored.model.to_dict()
+  diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+  if diff:
+    detail = ", ".join(f"{k}: checkpoint {have.get(k)!r} vs config {want.get(k)!r}" for k in diff)
+    raise ConfigError(f"{where}: cannot resume: the checkpoint's model differs from the config "
+                      f"({detail}); use a new --workdir or the checkpoint's settings")
+  checks = [("train.batch_size", stored.train.batch_size, config.train.batch_size),
+            ("train.seed", stored.train.seed, config.train.seed),
+            ("data.shuffle_seed", stored.data.shuffle_seed, config.data.shuffle_seed),
+            ("train.grad_accum_steps", stored.train.get("grad_accum_steps", 1),
+             config.train.grad_accum_steps),
+            ("steps per epoch", meta.get("steps_per_epoch"), steps_per_epoch)]
+  bad = [f"{name}: checkpoint {a!r} vs now {b!r}" for name, a, b in checks if a != b]
+  if bad:
+    raise ConfigError(f"{where}: cannot resume exactly ({'; '.join(bad)}); "
+                      "use a new --workdir or the checkpoint's settings")

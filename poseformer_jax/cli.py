@@ -6,10 +6,11 @@ import sys
 
 from absl import flags
 
+from poseformer_jax.errors import PoseFormerError
+
 
 def describe_error(error: BaseException) -> str:
   """One line for a command-line/config error: our own error if one is in the chain."""
-  from poseformer_jax.errors import PoseFormerError
   chain, e = [], error
   while e is not None and e not in chain:
     chain.append(e)
@@ -46,3 +47,73 @@ def parse_flags(argv, config_flag):
   config = config_flag.value
   config.model  # noqa: B018 - forces the config file to load
   return config
+
+
+# ---------------------------------------------------------------------------
+# Commands with their own flags (converter, data preparation, FLOPs, benchmarks).
+
+HELP_ARGS = ("-h", "--help", "-help", "--helpshort", "--helpfull")
+
+
+def parse_command_flags(flag_values: flags.FlagValues, argv, doc: str,
+                        required=()) -> int | None:
+  """Parses a command's own absl flags; None when parsed, else the exit status to return.
+
+  `flag_values` is a fresh ``flags.FlagValues()`` holding only this command's
+  flags, so commands that import one another never clash in absl's global
+  registry. `argv`: the arguments after the program name (``sys.argv[1:]``
+  when None). ``-h``/``--help`` prints `doc` and the flags (status 0). A bad
+  command line (unknown flag, unparsable value, a missing `required` flag,
+  stray arguments) prints one ``error:`` line (status 2), or raises with
+  ``--verbose``.
+  """
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if any(a in HELP_ARGS for a in argv):
+    print(f"{doc.strip()}\n\nflags:\n{flag_values.get_help(include_special_flags=False)}\n")
+    return 0
+  try:
+    leftovers = flag_values(["command", *argv])[1:]
+    if leftovers:
+      raise ValueError(f"unexpected arguments: {' '.join(leftovers)}")
+    missing = [f"--{name}" for name in required if flag_values[name].value is None]
+    if missing:
+      raise ValueError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
+  except Exception as e:  # noqa: BLE001 - absl raises several types for bad flags
+    if wants_verbose(argv):
+      raise
+    if isinstance(e, flags.Error):  # names the flag: "flag --frames=abc: invalid literal ..."
+      return fail(f"bad command line: {str(e).splitlines()[0]}")
+    return fail(describe_error(e))
+  return None
+
+
+def report_written(write, error_status: int = 2) -> int:
+  """Runs a command body that writes files: 0 after printing ``wrote PATH`` for each path.
+
+  `write()` returns a path, or a dict or list of paths. A `PoseFormerError`
+  prints one ``error:`` line and returns `error_status`.
+  """
+  try:
+    written = write()
+  except PoseFormerError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return error_status
+  if isinstance(written, dict):
+    written = list(written.values())
+  for path in written if isinstance(written, (list, tuple)) else [written]:
+    print(f"wrote {path}")
+  return 0
+
+
+def write_command(flag_values: flags.FlagValues, argv, doc: str, write, required=("root",),
+                  error_status: int = 1) -> int:
+  """``main()`` of a command that writes files: parses its flags, then `write(flag_values)`.
+
+  Returns the exit status: `parse_command_flags`'s for a bad command line,
+  else `report_written`'s (``wrote PATH`` lines, or one ``error:`` line and
+  `error_status`).
+  """
+  status = parse_command_flags(flag_values, argv, doc, required)
+  if status is not None:
+    return status
+  return report_written(lambda: write(flag_values), error_status)

@@ -64,6 +64,8 @@ def base_config() -> ml_collections.ConfigDict:
       downsample=1,                     # keep every k-th frame
       subset=1.0,                       # fraction of each training sequence
       flip_augment=True,                # mirrored copy of every training sample
+      noise_std=0.0,                    # 2D input noise augmentation (normalised units, 0.01 = 5 px
+                                        # at 1000 px): per-sample std uniform in [0, noise_std]
       shuffle_seed=0,
       prefetch=2,
       backend="tf",                     # 'tf' (tf.data) or 'numpy' (no TensorFlow needed)
@@ -80,7 +82,13 @@ def base_config() -> ml_collections.ConfigDict:
       batch_size=1024,                  # global batch, frames (flip copies included)
       epochs=200,
       learning_rate=1e-4,
-      lr_decay=0.99,                    # multiplied after every epoch
+      lr_decay=0.99,                    # multiplied after every epoch ('exponential')
+      schedule="exponential",           # 'exponential' (upstream) | 'warmup_cosine' (fast recipe)
+      warmup_steps=0,                   # 'warmup_cosine': linear warm-up steps
+      end_lr_ratio=0.01,                # 'warmup_cosine': final lr / peak lr
+      grad_clip_norm=0.0,               # >0: clip the global gradient norm
+      init_from="",                     # a fresh run starts from these parameters (checkpoint
+                                        # dir or 'pretrained:NAME'), with a fresh optimizer
       weight_decay=0.1,
       seed=0,
       checkpoint_every_epochs=1,

@@ -24,26 +24,29 @@ Result JSON::
      "average": {"p1": .., "p2": .., "p3": .., "mpjve": ..},
      "subjects": {"S9": {"actions": {...}, "average": {...}}, ...}}   # per_subject only
 
-`run_eval` is the whole thing from a config and a checkpoint (eval.py, and
-the final evaluation of training).
+`Evaluator` is the one entry point: built once from the config and the test
+data, called with parameters. Training validates and runs its final
+evaluation with it; `run_eval` (``eval.py``) loads a checkpoint and the test
+split and builds one. `evaluate` is the protocol over any predictor.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
 import sys
 import uuid
 from pathlib import Path
-from typing import Sequence as Seq
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
+from poseformer_jax import checkpoint
 from poseformer_jax import metrics
+from poseformer_jax import parallel
+from poseformer_jax.data import dataset
 from poseformer_jax.errors import ConfigError, DataError
 from poseformer_jax.inference import Predictor
 
@@ -51,7 +54,6 @@ from poseformer_jax.inference import Predictor
 # (head top .. left ankle; the pelvis 14, spine 15 and head 16 are left out).
 MPI_INF_3DHP_PCK_JOINTS = tuple(range(14))
 METRIC_KEYS = ("p1", "p2", "p3", "mpjve")
-MAX_CHUNK = 1 << 16  # frames per jitted metrics call
 
 
 def action_name(action: str) -> str:
@@ -133,9 +135,10 @@ def evaluate(predictor: Predictor, sequences, info, *, per_subject: bool = False
   mpi = is_mpi_inf_3dhp(info)
   if mpi:
     pred[:, info.root_joint] = 0.0
-  frame, step_err = frame_metrics(pred, target, MPI_INF_3DHP_PCK_JOINTS if mpi else None)
+  frame, step_err = metrics.frame_metrics(pred, target,
+                                         MPI_INF_3DHP_PCK_JOINTS if mpi else None)
   seq_id = np.repeat(np.arange(len(inputs)), [len(x) for x in inputs])
-  seq_vel = sequence_mpjve(step_err, valid, seq_id, len(inputs))
+  seq_vel = metrics.sequence_mpjve(step_err, valid, seq_id, len(inputs))
 
   actions = [action_name(s.action) for s in sequences]
   subjects = [s.subject for s in sequences]
@@ -152,70 +155,6 @@ def evaluate(predictor: Predictor, sequences, info, *, per_subject: bool = False
       results["subjects"][subject] = _summarise(frame, keys, valid, seq_id, seq_vel, actions,
                                                 chosen)
   return results
-
-
-def frame_metrics(pred: np.ndarray, target: np.ndarray, pck_joints: Seq[int] | None = None
-                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-  """Per-frame P1/P2/P3 (PCK/AUC) and per-step velocity errors of a concatenation.
-
-  Runs one jitted function over fixed-size chunks (the last one padded with
-  copies of the last frame), so a whole evaluation compiles it once.
-
-  Args:
-    pred, target: (N, J, 3) metres, N >= 1.
-    pck_joints: joints scored by PCK/AUC (None: no PCK/AUC).
-  Returns:
-    ({'p1', 'p2', 'p3'[, 'pck', 'auc']}: (N,) float64, errors in metres and
-    PCK/AUC as fractions; (N-1,) float64 velocity error of each step
-    frame k -> k+1 in metres, see `metrics.velocity_errors`).
-  """
-  n = len(pred)
-  chunk = min(MAX_CHUNK, max(256, 1 << (n - 1).bit_length()))
-  joints = None if pck_joints is None else tuple(int(j) for j in pck_joints)
-  pieces: dict[str, list] = {}
-  steps = []
-  for first in range(0, n, chunk):
-    # chunk + 1 rows: the extra row gives the velocity step out of the chunk's last frame.
-    p, t = pred[first:first + chunk + 1], target[first:first + chunk + 1]
-    rows = len(p)
-    if rows < chunk + 1:
-      p = np.concatenate([p, np.broadcast_to(p[-1:], (chunk + 1 - rows,) + p.shape[1:])])
-      t = np.concatenate([t, np.broadcast_to(t[-1:], (chunk + 1 - rows,) + t.shape[1:])])
-    frame, vel = _chunk_metrics(p, t, joints)
-    m = min(chunk, n - first)
-    for k, v in frame.items():
-      pieces.setdefault(k, []).append(np.asarray(v, np.float64)[:m])
-    steps.append(np.asarray(vel, np.float64)[:min(chunk, n - 1 - first)])
-  return {k: np.concatenate(v) for k, v in pieces.items()}, np.concatenate(steps)
-
-
-@functools.partial(jax.jit, static_argnames=("pck_joints",))
-def _chunk_metrics(pred, target, pck_joints):
-  """(C+1, J, 3) rows -> per-frame metrics of the first C rows, (C,) velocity steps."""
-  p, t = pred[:-1], target[:-1]
-  out = {"p1": metrics.mpjpe(p, t), "p2": metrics.p_mpjpe(p, t), "p3": metrics.n_mpjpe(p, t)}
-  if pck_joints is not None:
-    idx = jnp.asarray(pck_joints)
-    out["pck"] = metrics.pck(p[:, idx], t[:, idx])
-    out["auc"] = metrics.auc(p[:, idx], t[:, idx])
-  return out, metrics.velocity_errors(pred, target)
-
-
-def sequence_mpjve(step_err: np.ndarray, valid: np.ndarray, seq_id: np.ndarray,
-                   num_sequences: int) -> np.ndarray:
-  """MPJVE of each sequence of a concatenation. Returns (S,) metres, NaN where undefined.
-
-  Args:
-    step_err: (N-1,) velocity error of each step k -> k+1, metres (`frame_metrics`).
-    valid: (N,) bool; a step counts when both of its frames are valid and
-      belong to the same sequence.
-    seq_id: (N,) int sequence of each frame.
-  """
-  step_ok = valid[1:] & valid[:-1] & (seq_id[1:] == seq_id[:-1])
-  total = np.bincount(seq_id[:-1], weights=step_err * step_ok, minlength=num_sequences)
-  count = np.bincount(seq_id[:-1], weights=step_ok, minlength=num_sequences)
-  with np.errstate(invalid="ignore", divide="ignore"):
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _pool(frame, keys, valid, seq_vel, frame_mask, seq_id, seq_mask) -> dict | None:
@@ -257,7 +196,6 @@ def _ordered(keys) -> list[str]:
 def _progress_bar(total: int, enabled: bool):
   if not enabled:
     return None
-  from tqdm import tqdm
   return tqdm(total=total, unit="seq", desc="evaluating", file=sys.stderr, dynamic_ncols=True)
 
 
@@ -314,38 +252,73 @@ def write_json_atomic(path: str | os.PathLike, obj) -> Path:
   return path
 
 
-# -- the whole evaluation from a config ------------------------------------------
+# -- the one evaluator -------------------------------------------------------------
 
-def data_mesh(batch_size: int):
-  """A 1-D 'data' mesh over all devices when there are several and they divide the batch."""
-  devices = jax.devices()
-  if len(devices) < 2 or batch_size % len(devices):
-    return None
-  return jax.sharding.Mesh(np.array(devices), ("data",))
+class Evaluator:
+  """The protocol on a fixed test set: built once, called with parameters.
+
+  Args:
+    config: the full config; ``config.eval`` gives the protocol (batch_size,
+      flip, noise_std, seed, per_subject, max_frames).
+    model: the `PoseFormerV2` to evaluate.
+    sequences: test `dataset.Sequence`s with 3D ground truth.
+    info: their `dataset.DatasetInfo`.
+
+  The forward pass runs on `parallel.eval_mesh` (this process's devices) and
+  compiles once: later calls only put new parameters on the devices.
+  """
+
+  def __init__(self, config, model, sequences, info):
+    if info.num_joints != model.num_joints:
+      raise ConfigError(f"the checkpoint's model has {model.num_joints} joints but the "
+                        f"{info.name} data has {info.num_joints}")
+    self.eval_cfg = config.eval
+    self.model, self.sequences, self.info = model, sequences, info
+    self.mesh = parallel.eval_mesh(int(self.eval_cfg.batch_size))
+    self._predictor: Predictor | None = None
+
+  def __call__(self, params, *, progress: bool = False, validation: bool = False) -> dict:
+    """The results dict (see the module docstring) of `params`.
+
+    `validation`: the quick check of training (no input noise, no per-subject
+    block), whatever ``config.eval`` says about those.
+    """
+    ev = self.eval_cfg
+    return evaluate(self._predictor_with(params), self.sequences, self.info,
+                    per_subject=bool(ev.per_subject) and not validation,
+                    noise_std_px=0.0 if validation else float(ev.noise_std),
+                    seed=int(ev.get("seed", 0)), progress=progress,
+                    max_frames=int(ev.max_frames))
+
+  def validate(self, params) -> dict[str, float]:
+    """Average P1/P2/P3/MPJVE (mm) for training's validation: ``{'p1': .., ...}``."""
+    average = self(params, validation=True)["average"]
+    return {k: float(v) for k, v in average.items() if v is not None}
+
+  def _predictor_with(self, params) -> Predictor:
+    local = parallel.local_copy(params)  # host copies; valid for multi-process global arrays
+    if self._predictor is None:
+      self._predictor = make_predictor(self.model, local, self.info,
+                                       batch_size=int(self.eval_cfg.batch_size),
+                                       flip=bool(self.eval_cfg.flip), mesh=self.mesh)
+    else:
+      self._predictor.params = jax.tree.map(
+          lambda old, new: jax.device_put(new, old.sharding), self._predictor.params, local)
+    return self._predictor
 
 
 def run_eval(config, checkpoint_dir, output=None, *, progress: bool = True) -> dict:
-  """Loads a checkpoint and the test split, evaluates, optionally writes JSON.
+  """``eval.py``: loads a checkpoint and the test split, evaluates, optionally writes JSON.
 
   The architecture comes from the checkpoint's stored config; `config`
   supplies the data (`config.data`) and the protocol (`config.eval`).
   Raises `PoseFormerError` subclasses for user-facing problems.
   """
-  from poseformer_jax.checkpoint import load_checkpoint
-  from poseformer_jax.data.dataset import load_sequences
-
-  model, params, ckpt_config = load_checkpoint(checkpoint_dir)
+  model, params, ckpt_config = checkpoint.load_checkpoint(checkpoint_dir)
   _warn_architecture(config, ckpt_config)
-  sequences, info = load_sequences(config.data, "test")
-  if info.num_joints != model.num_joints:
-    raise ConfigError(f"the checkpoint's model has {model.num_joints} joints but the "
-                      f"{info.name} data has {info.num_joints}")
-  ev = config.eval
-  predictor = make_predictor(model, params, info, batch_size=int(ev.batch_size),
-                             flip=bool(ev.flip), mesh=data_mesh(int(ev.batch_size)))
-  results = evaluate(predictor, sequences, info, per_subject=bool(ev.per_subject),
-                     noise_std_px=float(ev.noise_std), seed=int(ev.get("seed", 0)),
-                     progress=progress, max_frames=int(ev.max_frames))
+  dataset.ensure_synthetic(config.data)
+  sequences, info = dataset.load_sequences(config.data, "test")
+  results = Evaluator(config, model, sequences, info)(params, progress=progress)
   if output:
     write_json_atomic(output, results)
   return results

@@ -10,11 +10,13 @@ paper's count leaves out, hence XLA's figure is 3-6 % higher.
 
 from __future__ import annotations
 
-import argparse
+import sys
 
 import jax
 import jax.numpy as jnp
+from absl import flags
 
+from poseformer_jax import cli
 from poseformer_jax import config_lib
 from poseformer_jax import model as model_lib
 
@@ -31,18 +33,22 @@ def forward_flops(model_cfg, batch: int = 64) -> float:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--batch", type=int, default=64)
-  args = parser.parse_args(argv)
+  """Command line (see the module docstring); `argv` without the program name."""
+  fv = flags.FlagValues()
+  flags.DEFINE_integer("batch", 64, "Batch of the compiled forward pass (FLOPs are per frame).",
+                       lower_bound=1, flag_values=fv)
+  status = cli.parse_command_flags(fv, argv, __doc__)
+  if status is not None:
+    return status
   print(f"{'variant':<11} {'XLA MFLOPs':>11} {'paper MFLOPs':>13} {'XLA/paper':>10}")
   for name in config_lib.H36M_VARIANTS:
     cfg = config_lib.base_config()
     config_lib.set_variant(cfg, name)
-    mflops = forward_flops(cfg.model, args.batch) / 1e6
+    mflops = forward_flops(cfg.model, fv.batch) / 1e6
     paper = config_lib.PAPER_MFLOPS[name]
     print(f"{name:<11} {mflops:>11.1f} {paper:>13.1f} {mflops / paper:>10.3f}")
   return 0
 
 
 if __name__ == "__main__":
-  raise SystemExit(main())
+  sys.exit(main())

@@ -21,12 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
 
 
 class _TensorBoard:
   """Scalars to TensorBoard event files with the `tensorboard` package only."""
 
   def __init__(self, logdir: Path):
+    # Optional dependency (extra `tensorboard`), imported only when event files are wanted.
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
     self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
@@ -117,30 +119,70 @@ def read_log(workdir: str | os.PathLike, kind: str | None = None) -> list[dict[s
   return out
 
 
-class Progress:
-  """A tqdm bar for one epoch; `update` with the latest loss (metres) and throughput."""
+class TrainProgress:
+  """What training shows of its steps: a tqdm bar per epoch with the loss and samples/s,
+  per-step TensorBoard scalars on the steps the loop says to log, and each epoch's clock.
 
-  def __init__(self, *, total: int, initial: int, desc: str, enabled: bool):
+  Args:
+    logger: the run's `MetricLogger` (per-step scalars).
+    steps_per_epoch, epochs, global_batch: the run's shape.
+    enabled: show the bar (process 0 with ``train.progress_bar``).
+  """
+
+  def __init__(self, logger: MetricLogger, *, steps_per_epoch: int, epochs: int,
+               global_batch: int, enabled: bool):
+    self.logger, self.enabled = logger, enabled
+    self.steps_per_epoch, self.epochs, self.global_batch = steps_per_epoch, epochs, global_batch
     self._bar = None
-    if enabled:
-      from tqdm import tqdm
-      self._bar = tqdm(total=total, initial=initial, desc=desc, unit="step",
-                       dynamic_ncols=True, leave=True, mininterval=0.5)
+    self._t_rate = self._t_epoch = time.perf_counter()
+    self._n_rate = self._first = 0
 
-  def update(self, n: int = 1, *, loss_mm: float | None = None,
-             samples_per_s: float | None = None) -> None:
-    if self._bar is None:
-      return
-    post = {}
-    if loss_mm is not None:
-      post["loss_mm"] = f"{loss_mm:.1f}"
-    if samples_per_s is not None:
-      post["samples/s"] = f"{samples_per_s:.0f}"
-    if post:
+  def begin_epoch(self, step: int) -> None:
+    """Starts an epoch's bar and clock; `step` global steps are done already."""
+    epoch, start = divmod(step, self.steps_per_epoch)
+    if self.enabled:
+      self._bar = tqdm(total=self.steps_per_epoch, initial=start, unit="step",
+                       desc=f"epoch {epoch + 1}/{self.epochs}", dynamic_ncols=True, leave=True,
+                       mininterval=0.5)
+    self._t_rate = self._t_epoch = time.perf_counter()
+    self._n_rate, self._first = 0, start
+
+  def step(self, step: int, loss: float, grad_norm: float, *, log: bool) -> None:
+    """Global step `step` is done with `loss` (metres); `log`: write its TensorBoard scalars
+    and refresh the samples/s shown (also refreshed at the end of the epoch)."""
+    self._n_rate += 1
+    now = time.perf_counter()
+    post = {"loss_mm": f"{loss * 1000.0:.1f}"}
+    if now > self._t_rate and (log or step % self.steps_per_epoch == 0):
+      post["samples/s"] = f"{self._n_rate * self.global_batch / (now - self._t_rate):.0f}"
+      self._t_rate, self._n_rate = now, 0
+    if self._bar is not None:
       self._bar.set_postfix(post, refresh=False)
-    self._bar.update(n)
+      self._bar.update(1)
+    if log:
+      self.logger.scalars(step, {"train/step_loss_mm": loss * 1000.0,
+                                 "train/grad_norm": grad_norm})
+
+  def end_epoch(self) -> tuple[float, int]:
+    """Closes the bar; returns (seconds, steps) timed in this epoch."""
+    self.close()
+    return time.perf_counter() - self._t_epoch, self.steps_per_epoch - self._first
 
   def close(self) -> None:
     if self._bar is not None:
       self._bar.close()
       self._bar = None
+
+
+def epoch_line(record: dict, epochs: int) -> str:
+  """The one-line summary printed after each epoch (an ``"epoch"`` log record)."""
+  parts = [f"epoch {record['epoch']}/{epochs}", f"step {record['step']}",
+           f"loss {record['train_loss_mm']:.2f} mm", f"lr {record['lr']:.3e}",
+           f"{record['samples_per_s']:.0f} samples/s"]
+  if record.get("val_p1") is not None:
+    parts.append(f"val P1 {record['val_p1']:.2f} mm")
+  if record.get("val_p2") is not None:
+    parts.append(f"P2 {record['val_p2']:.2f} mm")
+  if record.get("best"):
+    parts.append("(best)")
+  return " | ".join(parts)

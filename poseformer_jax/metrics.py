@@ -15,9 +15,16 @@ Multiply the errors by 1000 for millimetres.
   averaged over the thresholds 0, 5, ..., 150 mm (`AUC_THRESHOLDS`), the set of
   the dataset's official ``mpii_compute_3d_pck.m``. A joint counts when its
   error is strictly below the threshold.
+
+For whole evaluations (numpy in, numpy out): `frame_metrics` computes every
+frame's errors of a concatenation of sequences in fixed-size jitted chunks
+(compiled once), and `sequence_mpjve` reduces its velocity steps per sequence.
 """
 
 from __future__ import annotations
+
+import functools
+from typing import Sequence as Seq
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +32,7 @@ import numpy as np
 
 PCK_THRESHOLD = 0.150  # metres
 AUC_THRESHOLDS = tuple(np.linspace(0.0, 0.150, 31).tolist())  # metres: 0, 5, ..., 150 mm
+MAX_CHUNK = 1 << 16  # frames per jitted `frame_metrics` call
 
 
 def joint_errors(pred: jax.Array, target: jax.Array) -> jax.Array:
@@ -141,6 +149,72 @@ def auc(pred: jax.Array, target: jax.Array,
   err = joint_errors(pred, target)[..., None, :]  # (..., 1, J)
   th = jnp.asarray(thresholds, err.dtype)[:, None]  # (K, 1)
   return jnp.mean((err < th).astype(jnp.float32), axis=(-2, -1))
+
+
+# -- whole evaluations (numpy) ----------------------------------------------------
+
+def frame_metrics(pred: np.ndarray, target: np.ndarray, pck_joints: Seq[int] | None = None
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+  """Per-frame P1/P2/P3 (PCK/AUC) and per-step velocity errors of a concatenation.
+
+  Runs one jitted function over fixed-size chunks (the last one padded with
+  copies of the last frame), so a whole evaluation compiles it once.
+
+  Args:
+    pred, target: (N, J, 3) metres, N >= 1.
+    pck_joints: joints scored by PCK/AUC (None: no PCK/AUC).
+  Returns:
+    ({'p1', 'p2', 'p3'[, 'pck', 'auc']}: (N,) float64, errors in metres and
+    PCK/AUC as fractions; (N-1,) float64 velocity error of each step
+    frame k -> k+1 in metres, see `velocity_errors`).
+  """
+  n = len(pred)
+  chunk = min(MAX_CHUNK, max(256, 1 << (n - 1).bit_length()))
+  joints = None if pck_joints is None else tuple(int(j) for j in pck_joints)
+  pieces: dict[str, list] = {}
+  steps = []
+  for first in range(0, n, chunk):
+    # chunk + 1 rows: the extra row gives the velocity step out of the chunk's last frame.
+    p, t = pred[first:first + chunk + 1], target[first:first + chunk + 1]
+    rows = len(p)
+    if rows < chunk + 1:
+      p = np.concatenate([p, np.broadcast_to(p[-1:], (chunk + 1 - rows,) + p.shape[1:])])
+      t = np.concatenate([t, np.broadcast_to(t[-1:], (chunk + 1 - rows,) + t.shape[1:])])
+    frame, vel = _chunk_metrics(p, t, joints)
+    m = min(chunk, n - first)
+    for k, v in frame.items():
+      pieces.setdefault(k, []).append(np.asarray(v, np.float64)[:m])
+    steps.append(np.asarray(vel, np.float64)[:min(chunk, n - 1 - first)])
+  return {k: np.concatenate(v) for k, v in pieces.items()}, np.concatenate(steps)
+
+
+@functools.partial(jax.jit, static_argnames=("pck_joints",))
+def _chunk_metrics(pred, target, pck_joints):
+  """(C+1, J, 3) rows -> per-frame metrics of the first C rows, (C,) velocity steps."""
+  p, t = pred[:-1], target[:-1]
+  out = {"p1": mpjpe(p, t), "p2": p_mpjpe(p, t), "p3": n_mpjpe(p, t)}
+  if pck_joints is not None:
+    idx = jnp.asarray(pck_joints)
+    out["pck"] = pck(p[:, idx], t[:, idx])
+    out["auc"] = auc(p[:, idx], t[:, idx])
+  return out, velocity_errors(pred, target)
+
+
+def sequence_mpjve(step_err: np.ndarray, valid: np.ndarray, seq_id: np.ndarray,
+                   num_sequences: int) -> np.ndarray:
+  """MPJVE of each sequence of a concatenation. Returns (S,) metres, NaN where undefined.
+
+  Args:
+    step_err: (N-1,) velocity error of each step k -> k+1, metres (`frame_metrics`).
+    valid: (N,) bool; a step counts when both of its frames are valid and
+      belong to the same sequence.
+    seq_id: (N,) int sequence of each frame.
+  """
+  step_ok = valid[1:] & valid[:-1] & (seq_id[1:] == seq_id[:-1])
+  total = np.bincount(seq_id[:-1], weights=step_err * step_ok, minlength=num_sequences)
+  count = np.bincount(seq_id[:-1], weights=step_ok, minlength=num_sequences)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _check_shapes(pred, target) -> None:

@@ -111,14 +111,18 @@ def _layer_norm(name: str, dtype: Dtype, eps: float = BLOCK_NORM_EPS) -> nn.Laye
   return nn.LayerNorm(epsilon=eps, dtype=dtype, name=name)
 
 
-class Block(nn.Module):
-  """Pre-norm transformer block (attention + MLP), used by the spatial branch."""
+class _BlockFields(nn.Module):
+  """The hyper-parameters every transformer block of the model shares."""
 
   num_heads: int
   mlp_ratio: float
   qkv_bias: bool
   drop_path: float
   dtype: Dtype = jnp.float32
+
+
+class Block(_BlockFields):
+  """Pre-norm transformer block (attention + MLP), used by the spatial branch."""
 
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
@@ -132,7 +136,7 @@ class Block(nn.Module):
     return x + drop(h, deterministic)
 
 
-class MixedBlock(nn.Module):
+class MixedBlock(_BlockFields):
   """Time/frequency transformer block over the n+f tokens.
 
   Attention over all T tokens, then a split feed-forward: the first T//2
@@ -141,12 +145,6 @@ class MixedBlock(nn.Module):
   27_1_3 model one frequency token goes to the FreqMlp together with the
   single time token).
   """
-
-  num_heads: int
-  mlp_ratio: float
-  qkv_bias: bool
-  drop_path: float
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:

@@ -28,9 +28,15 @@ import pickle
 import zipfile
 from typing import Any
 
+import ml_dtypes  # shipped with jax
 import numpy as np
 
 from poseformer_jax.errors import PoseFormerError
+
+try:  # numpy >= 2
+  from numpy._core.multiarray import _reconstruct as _numpy_reconstruct
+except ImportError:  # pragma: no cover - numpy 1.x
+  from numpy.core.multiarray import _reconstruct as _numpy_reconstruct
 
 
 class CheckpointReadError(PoseFormerError, ValueError):
@@ -54,16 +60,11 @@ class Opaque:
     return "<opaque>"
 
 
-def _bfloat16():
-  import ml_dtypes  # shipped with jax
-  return ml_dtypes.bfloat16
-
-
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
     "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
     "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
-    "BFloat16Storage": "bfloat16",
+    "BFloat16Storage": ml_dtypes.bfloat16,
 }
 
 
@@ -74,7 +75,7 @@ class _OrderedDict(dict):
 class _StorageType:
   def __init__(self, name: str):
     dtype = _STORAGE_DTYPES[name]
-    self.dtype = np.dtype(_bfloat16() if dtype == "bfloat16" else dtype)
+    self.dtype = np.dtype(dtype)
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
@@ -103,14 +104,6 @@ def _latin1_encode(obj, encoding="latin1", errors="strict"):
   return codecs.encode(obj, encoding, errors)
 
 
-def _numpy_reconstruct():
-  try:
-    from numpy._core.multiarray import _reconstruct
-  except ImportError:  # numpy < 2
-    from numpy.core.multiarray import _reconstruct
-  return _reconstruct
-
-
 _ALLOWED = {
     ("collections", "OrderedDict"): lambda: _OrderedDict,
     ("torch._utils", "_rebuild_tensor_v2"): lambda: _rebuild_tensor_v2,
@@ -118,8 +111,8 @@ _ALLOWED = {
     ("_codecs", "encode"): lambda: _latin1_encode,
     ("numpy", "ndarray"): lambda: np.ndarray,
     ("numpy", "dtype"): lambda: np.dtype,
-    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy.core.multiarray", "_reconstruct"): lambda: _numpy_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): lambda: _numpy_reconstruct,
     ("numpy.random._pickle", "__randomstate_ctor"): lambda: Opaque,
     ("numpy.random._pickle", "__bit_generator_ctor"): lambda: Opaque,
     ("numpy.random._pickle", "__generator_ctor"): lambda: Opaque,

@@ -114,7 +114,9 @@ def test_predictor_matches_naive_loop(predictors, naive, flip, length):
   got = predictors(flip=flip).predict_sequence(seq)
   want = naive(seq, flip)
   assert got.shape == (length, J, 3) and got.dtype == np.float32
-  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  # Batched vs one-window forwards differ in float32 summation order only (~1e-6 m on a
+  # loaded CPU); 5e-6 m stays well inside the 1e-5 m parity bound.
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=5e-6)
   if flip:  # the flip is not a no-op for this model
     assert np.abs(got - naive(seq, False)).max() > 1e-3
 

@@ -350,7 +350,7 @@ def test_lift_cli_hostile_inputs(tiny_ckpt, synthetic_h36m_root, keypoint_file, 
         "--checkpoint", str(tiny_ckpt)], [keypoint_file, "shape"]),          # wrong format
       (["--keypoints", str(garbage), "--format", "coco17",
         "--checkpoint", str(tiny_ckpt)], [garbage]),                          # wrong layout
-      (["--keypoints", str(keypoint_file), "--format", "coco17", "--image-size", "0", "0",
+      (["--keypoints", str(keypoint_file), "--format", "coco17", "--image-size", "0,0",
         "--checkpoint", str(tiny_ckpt)], ["image size"]),                     # size zero (flag)
       (["--keypoints", str(zero), "--format", "coco17",
         "--checkpoint", str(tiny_ckpt)], ["image size"]),                     # size zero (file)
@@ -375,9 +375,8 @@ def test_lift_image_size_zero_in_file_names_the_file(tmp_path, keypoint_file):
   lift = importlib.import_module("poseformer_jax.lift")  # the module (the package exposes the function)
   zero = tmp_path / "zero_size.npz"
   np.savez(zero, keypoints=np.load(keypoint_file)["keypoints"], width=0, height=0)
-  args = lift._parser().parse_args(["--keypoints", str(zero), "--format", "coco17",
-                                    "--checkpoint", str(tmp_path / "none"),
-                                    "--output", str(tmp_path / "o.npz")])
+  args = lift.parse(["--keypoints", str(zero), "--format", "coco17",
+                     "--checkpoint", str(tmp_path / "none"), "--output", str(tmp_path / "o.npz")])
   with pytest.raises(PoseFormerError) as info:
     lift.run(args)
   assert str(zero) in str(info.value)

@@ -215,11 +215,13 @@ def test_synthetic_generated_on_demand(tmp_path):
   config.data.root = str(tmp_path / "fresh")
   config.data.synthetic.enabled = True
   config.data.synthetic.frames = 90
+  dataset.ensure_synthetic(config.data)  # the one place that writes (train/eval call it)
   seqs, info = dataset.load_sequences(config.data, "train")
   assert info.name == "mpi_inf_3dhp" and len(seqs) == 2 * 2 * 3 and len(seqs[0]) == 90
   # Only a missing file is written: the existing train file is kept as is.
   (tmp_path / "fresh" / mpi.FILE_TEST).unlink()
   before = (tmp_path / "fresh" / mpi.FILE_TRAIN).stat().st_mtime_ns
+  dataset.ensure_synthetic(config.data)
   assert len(dataset.load_sequences(config.data, "test")[0]) == 6
   assert (tmp_path / "fresh" / mpi.FILE_TRAIN).stat().st_mtime_ns == before
 

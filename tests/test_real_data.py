@@ -94,3 +94,42 @@ def test_load_real_sequences(prepared):
     assert np.abs(s.keypoints_2d).max() < 1.2
     # the body is upright in every camera: head above (smaller image y than) the ankles
     assert (s.keypoints_2d[:, 10, 1] < s.keypoints_2d[:, [3, 6], 1].min(-1)).mean() > 0.95
+
+
+SHARED_SH = SHARED_3D.with_name("data_2d_h36m_sh_pt_mpii_train.npz")
+needs_sh = pytest.mark.skipif(not SHARED_SH.exists(), reason=f"SH detections not found at {SHARED_SH}")
+LIMBS = [1, 2, 3, 4, 5, 6, 11, 12, 13, 14, 15, 16]   # hips, knees, ankles, shoulders, elbows, wrists
+
+
+def _sh_config(subjects: str, actions: str = "*"):
+  """The shared folder read as is: `_train` file names are found, nothing is written there."""
+  from poseformer_jax import config_lib
+  cfg = config_lib.base_config().data
+  cfg.root, cfg.keypoints, cfg.subjects_test, cfg.actions = (str(SHARED_3D.parent), "sh_pt_mpii",
+                                                             subjects, actions)
+  return cfg
+
+
+@needs_sh
+def test_sh_detections_sit_near_the_ground_truth():
+  """Held-out S8: Stacked Hourglass detections mapped to H36M-17 against the projected mocap."""
+  seqs, info = dataset.load_sequences(_sh_config("S8"), "test")
+  assert info.kps_left == skeleton.JOINTS_LEFT and len(seqs) == 30 * 4
+  pos3d = h36m.read_positions_3d(SHARED_3D, subjects=["S8"])["S8"]
+  errors = []
+  for s in seqs:
+    gt = prepare_h36m.project_sequence(pos3d[s.action], "S8")[s.camera]
+    px = cameras.unnormalize_screen(s.keypoints_2d.astype(np.float64), *s.image_size)
+    assert px.shape == gt.shape
+    errors.append(np.linalg.norm(px - gt, axis=-1))
+  mean = np.concatenate(errors).mean(0)                 # (17,) mean pixel distance per joint
+  assert (mean[LIMBS] > 3).all() and (mean[LIMBS] < 20).all(), mean
+  assert 5 < mean[LIMBS].mean() < 20, mean
+  assert 15 < mean[10] < 40, mean                        # head: ~30 px (README)
+  assert mean[7] < 15 and mean[9] < 25, mean             # the two derived joints
+
+
+@needs_sh
+def test_sh_actions_without_mocap_are_skipped():
+  seqs, _ = dataset.load_sequences(_sh_config("S7", "SittingDown"), "test")
+  assert {s.action for s in seqs} == {"SittingDown"} and len(seqs) == 4   # no 'SittingDown 1' 3D

@@ -2,8 +2,9 @@
 
 A tiny PoseFormerV2 (F=9, f=n=3, width 8, depth 2 so that drop path is active
 in the second block) on the session's small synthetic Human3.6M. In-process
-runs share compiled functions (`train_lib` memoises them); subprocess runs
-share a persistent XLA compilation cache in a temporary folder.
+runs reuse JAX's compilations of the train step (its static `StepSpec` is
+hashable); subprocess runs share a persistent XLA compilation cache in a
+temporary folder.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from poseformer_jax import checkpoint, config_lib, logging_lib, train_lib
+from poseformer_jax import checkpoint, config_lib, logging_lib, train_lib, train_step
 from poseformer_jax.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,7 +63,7 @@ def params_equal(a, b) -> bool:
 
 def restored_params(workdir, step=None):
   mngr = checkpoint.open_manager(Path(workdir) / "checkpoints", read_only=True,
-                                 item_names=train_lib.TRAIN_ITEMS)
+                                 item_names=checkpoint.TRAIN_ITEMS)
   step = mngr.latest_step() if step is None else step
   out = mngr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(),
                                                    meta=ocp.args.JsonRestore()))
@@ -106,15 +107,15 @@ def test_mpjpe_loss_matches_numpy_and_zeroes_target_root():
   zeroed = target.copy()
   zeroed[:, :, 0] = 0
   want = np.linalg.norm(pred - zeroed, axis=-1).mean()
-  np.testing.assert_allclose(float(train_lib.mpjpe_loss(pred, target)), want, rtol=1e-6)
+  np.testing.assert_allclose(float(train_step.mpjpe_loss(pred, target)), want, rtol=1e-6)
   # Zero error somewhere: finite (zero) gradient, not NaN.
-  grad = jax.grad(lambda p: train_lib.mpjpe_loss(p, zeroed))(zeroed.copy())
+  grad = jax.grad(lambda p: train_step.mpjpe_loss(p, zeroed))(zeroed.copy())
   assert np.isfinite(np.asarray(grad)).all()
 
 
 def test_learning_rate_is_staircase_per_epoch():
   t = config_lib.base_config().train
-  sched = train_lib.learning_rate_schedule(t, steps_per_epoch=10)
+  sched = train_step.learning_rate_schedule(t, steps_per_epoch=10)
   np.testing.assert_allclose([float(sched(s)) for s in (0, 9, 10, 19, 20, 35)],
                              [1e-4, 1e-4, 0.99e-4, 0.99e-4, 0.99 ** 2 * 1e-4, 0.99 ** 3 * 1e-4],
                              rtol=1e-6)
@@ -123,7 +124,7 @@ def test_learning_rate_is_staircase_per_epoch():
 def test_adamw_matches_torch_formula_with_decay_on_every_parameter():
   """One AdamW step equals torch.optim.AdamW's update (decoupled decay, bias correction)."""
   t = config_lib.base_config().train
-  tx = train_lib.make_optimizer(t, steps_per_epoch=5)
+  tx = train_step.make_optimizer(t, steps_per_epoch=5)
   params = {"w": np.array([1.0, -2.0, 0.5], np.float32), "b": np.array([3.0], np.float32)}
   grads = {"w": np.array([0.1, 0.0, -0.3], np.float32), "b": np.array([0.0], np.float32)}
   updates, _ = tx.update(grads, tx.init(params), params)
@@ -148,7 +149,7 @@ def test_half_deleted_old_steps_are_pruned_but_never_the_newest(tmp_path):
   for name, complete in [("2", False), ("3", True), ("4", False), ("5", True), ("6", False)]:
     make(name, complete)
   (tmp_path / "7.orbax-checkpoint-tmp-123").mkdir()
-  assert train_lib.prune_partial_steps(tmp_path) == ["2", "4"]
+  assert checkpoint.prune_partial_steps(tmp_path) == ["2", "4"]
   assert sorted(p.name for p in tmp_path.iterdir()) == ["3", "5", "6",
                                                        "7.orbax-checkpoint-tmp-123"]
 
@@ -159,10 +160,10 @@ def test_bfloat16_compute_keeps_float32_parameters(synthetic_h36m_root):
   config = tiny_config(synthetic_h36m_root, **{"model.dtype": "bfloat16"})
   mesh = parallel.make_mesh()
   model = model_lib.from_config(config.model)
-  tx = train_lib.make_optimizer(config.train, 10)
-  init_key, dropout_key = train_lib.rng_keys(0)
-  state = train_lib.init_state(model, tx, init_key, mesh, abstract=True)
-  step = train_lib.make_train_step(model, tx, mesh, dropout_key)
+  tx = train_step.make_optimizer(config.train, 10)
+  init_key, dropout_key = train_step.rng_keys(0)
+  state = train_step.init_state(model, tx, init_key, mesh, abstract=True)
+  step = train_step.make_train_step(model, tx, mesh, dropout_key)
   batch = {"inputs": jax.ShapeDtypeStruct((8, 9, 17, 2), np.float32),
            "targets": jax.ShapeDtypeStruct((8, 1, 17, 3), np.float32)}
   new_state, metrics = jax.eval_shape(step, state, batch)  # traces the step, no compile
@@ -183,15 +184,15 @@ def test_gradient_accumulation_gives_the_same_loss_and_gradient(synthetic_h36m_r
   config = tiny_config(synthetic_h36m_root, **{"model.drop_path_rate": 0.0, "model.depth": 1})
   mesh = parallel.make_mesh()
   model = model_lib.from_config(config.model)
-  tx = train_lib.make_optimizer(config.train, 10)
-  init_key, dropout_key = train_lib.rng_keys(0)
+  tx = train_step.make_optimizer(config.train, 10)
+  init_key, dropout_key = train_step.rng_keys(0)
   rng = np.random.default_rng(0)
   local = {"inputs": rng.normal(size=(32, 9, 17, 2)).astype(np.float32),
            "targets": rng.normal(size=(32, 1, 17, 3)).astype(np.float32)}
   out = []
   for accum in (1, 4):
-    state = train_lib.init_state(model, tx, init_key, mesh)
-    step = train_lib.make_train_step(model, tx, mesh, dropout_key, accum)
+    state = train_step.init_state(model, tx, init_key, mesh)
+    step = train_step.make_train_step(model, tx, mesh, dropout_key, accum)
     _, metrics = step(state, parallel.global_batch(local, mesh))
     out.append((float(metrics["loss"]), float(metrics["grad_norm"])))
   np.testing.assert_allclose(out[1], out[0], rtol=1e-5)
@@ -295,8 +296,9 @@ _LOSSES_SCRIPT = """
 import json, sys
 sys.path.insert(0, {tests!r})
 from test_train import tiny_config
-from poseformer_jax import train_lib
+from poseformer_jax import parallel, train_lib
 config = tiny_config({root!r}, **{overrides!r})
+parallel.maybe_initialize_distributed(config.train)  # process-wide set-up, as train.py's main
 r = train_lib.train(config, {workdir!r}, print_fn=lambda s: None)
 import jax
 print("RESULT", json.dumps({{"devices": jax.device_count(), "processes": jax.process_count(),
@@ -428,3 +430,67 @@ def test_two_processes_match_one_process_on_four_devices(baseline, tmp_path, com
   # The checkpoint both processes wrote together loads as a model.
   _, params, _ = checkpoint.load_checkpoint(tmp_path / "dist")
   assert jax.tree.leaves(params)
+
+
+# -- the fast recipe and warm starts ----------------------------------------------------------
+
+def test_fast_recipe_config_and_warmup_cosine_schedule():
+  config = config_lib.load_config_file(str(REPO / "configs" / "h36m.py") + ":81_1_3,recipe=fast")
+  assert (config.model.num_frames, config.model.kept_frames, config.model.kept_coeffs) == (81, 1, 3)
+  t = config.train
+  assert t.schedule == "warmup_cosine" and t.grad_clip_norm == 1.0 and config.data.noise_std > 0
+  sched = train_step.learning_rate_schedule(t, steps_per_epoch=t.max_steps_per_epoch)
+  total = t.epochs * t.max_steps_per_epoch
+  lrs = np.array([float(sched(s)) for s in range(0, total + 1, 50)])
+  np.testing.assert_allclose(float(sched(0)), 0.0, atol=1e-12)
+  np.testing.assert_allclose(float(sched(t.warmup_steps)), t.learning_rate, rtol=1e-6)
+  np.testing.assert_allclose(float(sched(total)), t.learning_rate * t.end_lr_ratio, rtol=1e-4)
+  peak = int(np.argmax(lrs))
+  assert np.all(np.diff(lrs[:peak + 1]) > 0) and np.all(np.diff(lrs[peak:]) <= 0)
+  with pytest.raises(ConfigError, match="unknown recipe"):
+    config_lib.load_config_file(str(REPO / "configs" / "h36m.py") + ":81_1_3,recipe=slow")
+  with pytest.raises(ConfigError, match="unknown option"):
+    config_lib.load_config_file(str(REPO / "configs" / "h36m.py") + ":81_1_3,lr=3")
+
+
+def test_gradient_clipping_bounds_the_update():
+  t = config_lib.base_config().train
+  t.grad_clip_norm, t.weight_decay = 1.0, 0.0
+  params = {"w": np.zeros(4, np.float32)}
+  huge = {"w": np.full(4, 1e6, np.float32)}
+  clipped = train_step.make_optimizer(t, 10)
+  t.grad_clip_norm = 0.0
+  plain = train_step.make_optimizer(t, 10)
+  # Adam normalises the first step either way; the second moment shows the clipping.
+  s_c = clipped.update(huge, clipped.init(params), params)[1]
+  s_p = plain.update(huge, plain.init(params), params)[1]
+  def moments(state):  # Adam's mu and nu of "w" after one update
+    return max(float(np.abs(np.asarray(x)).max()) for x in jax.tree.leaves(state)
+               if np.asarray(x).shape == (4,))
+  assert moments(s_c) < 1.0 < moments(s_p)
+
+
+def test_input_noise_is_per_sample_and_bounded():
+  x = jax.numpy.zeros((512, 9, 17, 2))
+  noisy = np.asarray(train_step.add_input_noise(x, jax.random.PRNGKey(0), 0.01)[0])
+  std = noisy.reshape(512, -1).std(axis=1)
+  assert 0 < std.min() < 0.002 and 0.008 < std.max() < 0.0115  # uniform in [0, 0.01]
+  assert np.array_equal(np.asarray(train_step.add_input_noise(x, jax.random.PRNGKey(0), 0.0)[0]),
+                        np.asarray(x))
+
+
+def test_init_from_starts_with_those_parameters_and_a_fresh_optimizer(baseline, tmp_path):
+  config, workdir, _ = baseline
+  source, _ = restored_params(workdir)
+  fresh = tiny_config(config.data.root, **{"train.stop_after_steps": 1,
+                                           "train.init_from": str(workdir / "checkpoints")})
+  result = train_lib.train(fresh, tmp_path / "ft", print_fn=lambda s: None)
+  assert result.step == 1
+  # One step of a fresh AdamW moves every parameter by at most ~lr from the source.
+  lr = float(fresh.train.learning_rate)
+  for a, b in zip(jax.tree.leaves(source), jax.tree.leaves(result.state.params)):
+    assert np.max(np.abs(np.asarray(a) - np.asarray(b))) < 2 * lr
+  other = tiny_config(config.data.root, **{"train.init_from": str(workdir / "checkpoints"),
+                                           "model.depth": 1})
+  with pytest.raises(checkpoint.CheckpointError, match="do not fit"):
+    train_lib.train(other, tmp_path / "bad", print_fn=lambda s: None)

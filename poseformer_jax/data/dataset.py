@@ -2,64 +2,61 @@
 
 `load_sequences(data_cfg, split)` returns one `Sequence` per (subject, action,
 camera) with model-ready arrays, plus the `DatasetInfo` describing the
-skeleton. Readers for each dataset live in their own module; `load_sequences`
-only dispatches on `data_cfg.dataset`.
+skeleton (both defined in `types`, re-exported here). Readers for each
+dataset live in their own module and only read; `load_sequences` dispatches
+on `data_cfg.dataset`.
+
+`ensure_synthetic(data_cfg)` is the one place that writes data: with
+`data_cfg.synthetic.enabled` it generates the synthetic stand-in files that
+are missing from `data_cfg.root` (`synthetic`, `synthetic_3dhp`).
 """
 
 from __future__ import annotations
 
-import dataclasses
+from pathlib import Path
 
-import numpy as np
-
+from poseformer_jax.data import h36m, mpi_inf_3dhp, synthetic, synthetic_3dhp
+from poseformer_jax.data.selection import parse_list
+from poseformer_jax.data.types import DatasetInfo, Sequence
 from poseformer_jax.errors import ConfigError
 
+__all__ = ["DatasetInfo", "Sequence", "ensure_synthetic", "load_sequences"]
 
-@dataclasses.dataclass
-class Sequence:
-  """One camera's view of one recording.
+READERS = {"h36m": h36m.load, "mpi_inf_3dhp": mpi_inf_3dhp.load}
 
-  Attributes:
-    subject: e.g. 'S1'.
-    action: action name as in the file, e.g. 'Walking 1'.
-    camera: camera index 0..3.
-    keypoints_2d: (T, J, 2) float32, normalised screen coordinates
-      (`cameras.normalize_screen` with this camera's image size).
-    positions_3d: (T, J, 3) float32 metres, camera frame, root-relative with
-      the root joint set to 0; None where no 3D exists.
-    image_size: (w, h) pixels.
-    valid: (T,) bool, frames to evaluate (MPI-INF-3DHP); None = all frames.
+
+def ensure_synthetic(data_cfg) -> list[Path]:
+  """Writes the synthetic files missing from `data_cfg.root` when `data_cfg.synthetic.enabled`.
+
+  Human3.6M: the three files of `synthetic.write_h36m` when there is no 3D
+  file; MPI-INF-3DHP: whichever of the train/test files is missing. Existing
+  files are never touched. Returns the paths written (none when disabled or
+  complete).
   """
-  subject: str
-  action: str
-  camera: int
-  keypoints_2d: np.ndarray
-  positions_3d: np.ndarray | None
-  image_size: tuple[int, int]
-  valid: np.ndarray | None = None
-
-  def __len__(self) -> int:
-    return len(self.keypoints_2d)
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-  """Skeleton facts of a dataset.
-
-  Attributes:
-    name: 'h36m', 'mpi_inf_3dhp', ...
-    num_joints: J.
-    root_joint: index of the root joint (zero in `positions_3d`).
-    kps_left, kps_right: 2D left/right partner joints (from the 2D file's metadata).
-    joints_left, joints_right: 3D left/right partner joints.
-  """
-  name: str
-  num_joints: int
-  root_joint: int
-  kps_left: tuple
-  kps_right: tuple
-  joints_left: tuple
-  joints_right: tuple
+  syn = data_cfg.synthetic
+  if not syn.enabled:
+    return []
+  root = Path(data_cfg.root)
+  dataset = getattr(data_cfg, "dataset", "h36m")
+  subjects = parse_list(syn.subjects)
+  if dataset == "h36m":
+    if h36m.find_file(root, h36m.FILE_3D).exists():
+      return []
+    written = synthetic.write_h36m(root, subjects=subjects,
+                                   actions_per_subject=int(syn.actions_per_subject),
+                                   frames=int(syn.frames), seed=int(syn.seed))
+    return list(written.values())
+  if dataset == "mpi_inf_3dhp":
+    missing = tuple(split for split, name in (("train", mpi_inf_3dhp.FILE_TRAIN),
+                                              ("test", mpi_inf_3dhp.FILE_TEST))
+                    if not (root / name).exists())
+    if not missing:
+      return []
+    written = synthetic_3dhp.write_3dhp(root, subjects=subjects,
+                                        seqs_per_subject=int(syn.actions_per_subject),
+                                        frames=int(syn.frames), seed=int(syn.seed), splits=missing)
+    return list(written.values())
+  raise ConfigError(f"no synthetic generator for data.dataset {dataset!r}")
 
 
 def load_sequences(data_cfg, split: str) -> tuple[list[Sequence], DatasetInfo]:
@@ -71,11 +68,7 @@ def load_sequences(data_cfg, split: str) -> tuple[list[Sequence], DatasetInfo]:
   if split not in ("train", "test"):
     raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
   dataset = getattr(data_cfg, "dataset", "h36m")
-  if dataset == "h36m":
-    from poseformer_jax.data import h36m
-    return h36m.load(data_cfg, split)
-  if dataset == "mpi_inf_3dhp":
-    from poseformer_jax.data import mpi_inf_3dhp
-    return mpi_inf_3dhp.load(data_cfg, split)
-  # Dispatch point: add further datasets here.
-  raise ConfigError(f"unknown data.dataset {dataset!r}; supported: 'h36m', 'mpi_inf_3dhp'")
+  if dataset not in READERS:
+    raise ConfigError(f"unknown data.dataset {dataset!r}; supported: "
+                      f"{', '.join(map(repr, READERS))}")
+  return READERS[dataset](data_cfg, split)

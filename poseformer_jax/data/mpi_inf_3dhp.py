@@ -37,16 +37,16 @@ protocol always uses every frame, as upstream).
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from poseformer_jax.data import cameras as cams
-from poseformer_jax.data.dataset import DatasetInfo, Sequence
-from poseformer_jax.data.h36m import parse_list, subset_slice
 from poseformer_jax.data.safe_npz import load_npz
+from poseformer_jax.data.selection import (frame_options, natural_key, prefix_filter,
+                                           select_names, subset_slice)
+from poseformer_jax.data.types import DatasetInfo, Sequence
 from poseformer_jax.errors import DataError
 
 FILE_TRAIN = "data_train_3dhp.npz"
@@ -87,10 +87,6 @@ def to_model_3d(pos_mm: np.ndarray) -> np.ndarray:
   pos = np.asarray(pos_mm, np.float64)
   pos = (pos - pos[:, ROOT_JOINT:ROOT_JOINT + 1]) / MM_PER_METRE
   return np.ascontiguousarray(pos, np.float32)
-
-
-def _natural_key(text: str):
-  return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(text))]
 
 
 # ------------------------------------------------------------------ files
@@ -201,59 +197,24 @@ def read_test(path: str | os.PathLike
 
 # ------------------------------------------------------------------ loading
 
-def _ensure_synthetic(data_cfg, root: Path) -> None:
-  """Writes the synthetic files that are missing from `root` when enabled."""
-  syn = data_cfg.synthetic
-  if not syn.enabled:
-    return
-  missing = tuple(split for split, name in (("train", FILE_TRAIN), ("test", FILE_TEST))
-                  if not (root / name).exists())
-  if missing:
-    from poseformer_jax.data import synthetic_3dhp
-    synthetic_3dhp.write_3dhp(root, subjects=parse_list(syn.subjects),
-                              seqs_per_subject=int(syn.actions_per_subject),
-                              frames=int(syn.frames), seed=int(syn.seed), splits=missing)
-
-
-def _selection(text: str, available, path, what: str) -> list[str]:
-  """'*' -> all of `available` (natural order); 'A,B' -> those, each checked."""
-  names = parse_list(text)
-  if not names:
-    raise DataError(f"{path}: no {what} given")
-  available = sorted(dict.fromkeys(available), key=_natural_key)
-  if "*" in names:
-    return available
-  for n in names:
-    if n not in available:
-      raise DataError(f"{path}: {what} {n} not found (file has {', '.join(available)})")
-  return names
-
-
 def load(data_cfg, split: str) -> tuple[list[Sequence], DatasetInfo]:
-  """MPI-INF-3DHP sequences of `split` ('train' | 'test'); see the module docstring."""
+  """MPI-INF-3DHP sequences of `split` ('train' | 'test'); see the module docstring. Reads only."""
   root = Path(data_cfg.root)
-  _ensure_synthetic(data_cfg, root)
   if split == "train":
     return _load_train(data_cfg, root / FILE_TRAIN), INFO
   return _load_test(data_cfg, root / FILE_TEST), INFO
 
 
 def _load_train(data_cfg, path: Path) -> list[Sequence]:
-  stride = int(data_cfg.downsample)
-  subset = float(data_cfg.subset)
-  if stride < 1 or not 0 < subset <= 1:
-    raise DataError(f"{path}: downsample must be >= 1 and 0 < subset <= 1 "
-                    f"(got {stride}, {subset})")
-  prefixes = parse_list(data_cfg.actions)
-  keep_seq = (lambda s: True) if not prefixes or "*" in prefixes else (
-      lambda s: any(s.startswith(p) for p in prefixes))
+  stride, subset = frame_options(data_cfg, path, training=True)
+  keep_seq = prefix_filter(data_cfg.actions)
   data = read_train(path)
-  subjects = _selection(data_cfg.subjects_train, (k[0] for k in data), path, "subject")
+  subjects = select_names(data_cfg.subjects_train, (k[0] for k in data), path, "subject")
   w, h = TRAIN_IMAGE_SIZE
   sequences = []
   for subject in subjects:
     keys = sorted((k for k in data if k[0] == subject and keep_seq(k[1])),
-                  key=lambda k: (_natural_key(k[1]), k[2]))
+                  key=lambda k: (natural_key(k[1]), k[2]))
     for key in keys:
       kps, pos = data[key]
       keep = subset_slice(len(kps), subset, stride)
@@ -273,7 +234,7 @@ def _load_train(data_cfg, path: Path) -> list[Sequence]:
 
 def _load_test(data_cfg, path: Path) -> list[Sequence]:
   data = read_test(path)
-  names = _selection(data_cfg.subjects_test, data, path, "test sequence")
+  names = select_names(data_cfg.subjects_test, data, path, "test sequence")
   sequences = []
   for name in names:
     kps, pos, valid = data[name]

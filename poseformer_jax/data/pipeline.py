@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import importlib.util
 from typing import Iterator, Sequence as Seq
 
 import numpy as np
@@ -50,6 +51,13 @@ def _import_tf():
   except RuntimeError:  # already initialised; fine
     pass
   return tf
+
+
+def available_backend(backend: str) -> str:
+  """`backend` ('tf' | 'numpy'), falling back to 'numpy' when TensorFlow is not installed."""
+  if backend == "tf" and importlib.util.find_spec("tensorflow") is None:
+    return "numpy"
+  return backend
 
 
 def _aligned_empty(shape: tuple, align: int = 64) -> np.ndarray:

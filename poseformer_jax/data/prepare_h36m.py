@@ -2,6 +2,7 @@
 
     python -m poseformer_jax.data.prepare_h36m --root DIR [--overwrite] [--compress]
 
+`DIR/data_3d_h36m_train.npz` is read when `DIR/data_3d_h36m.npz` is absent.
 Each subject's mocap (32 joints, world metres) is reduced to 17 joints, moved
 into each of its four cameras' frames and projected with the full distortion
 model (`cameras.project_camera`), giving pixels. The output is exactly the
@@ -14,13 +15,15 @@ VideoPose3D layout, so upstream code can read it:
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
+from absl import flags
+from tqdm import tqdm
 
+from poseformer_jax import cli
 from poseformer_jax.data import cameras as cams
 from poseformer_jax.data import h36m
 from poseformer_jax.data import skeleton
@@ -47,7 +50,6 @@ def project_positions(positions_3d: dict, progress: bool = False) -> dict:
   """{subject: {action: (N, 32, 3) world m}} -> {subject: {action: [4 x (N, 17, 2) px]}}."""
   items = [(s, a) for s, acts in positions_3d.items() for a in acts]
   if progress:
-    from tqdm import tqdm
     items = tqdm(items, desc="projecting", unit="seq")
   out: dict = {s: {} for s in positions_3d}
   for subject, action in items:
@@ -73,34 +75,39 @@ def prepare(root: str | os.PathLike, overwrite: bool = False, progress: bool = T
             compress: bool = False) -> Path:
   """Writes `root/data_2d_h36m_gt.npz` from `root/data_3d_h36m.npz`; returns its path.
 
+  The 3D file is found by `h36m.find_file` (also `data_3d_h36m_train.npz`).
+
   Raises DataError for a bad 3D file, a subject without calibration, or an
   existing output without `overwrite`.
   """
   root = Path(root)
-  src, dst = root / h36m.FILE_3D, root / h36m.file_2d("gt")
+  src, dst = h36m.find_file(root, h36m.FILE_3D), root / h36m.file_2d("gt")
   if dst.exists() and not overwrite:
     raise DataError(f"{dst}: already exists (pass --overwrite to replace it)")
   positions_3d = h36m.read_positions_3d(src)
   unknown = [s for s in positions_3d if s not in cams.SUBJECTS]
   if unknown:
     raise DataError(f"{src}: no camera calibration for subject(s) {', '.join(unknown)}")
-  save_2d(dst, project_positions(positions_3d, progress=progress), compress=compress)
+  positions_2d = project_positions(positions_3d, progress=progress)
+  try:
+    save_2d(dst, positions_2d, compress=compress)
+  except OSError as e:
+    raise DataError(f"{dst}: cannot write ({e.strerror or e})") from None
   return dst
 
 
+def _flags() -> flags.FlagValues:
+  fv = flags.FlagValues()
+  flags.DEFINE_string("root", None, "Folder holding data_3d_h36m.npz.", flag_values=fv)
+  flags.DEFINE_bool("overwrite", False, "Replace an existing output.", flag_values=fv)
+  flags.DEFINE_bool("compress", False, "np.savez_compressed (slow, -15%).", flag_values=fv)
+  return fv
+
+
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--root", required=True, help="folder holding data_3d_h36m.npz")
-  parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-  parser.add_argument("--compress", action="store_true", help="np.savez_compressed (slow, -15%%)")
-  args = parser.parse_args(argv)
-  try:
-    dst = prepare(args.root, overwrite=args.overwrite, compress=args.compress)
-  except DataError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  print(f"wrote {dst}")
-  return 0
+  """Command line (see the module docstring); `argv` without the program name."""
+  return cli.write_command(_flags(), argv, __doc__, lambda fv: prepare(
+      fv.root, overwrite=fv.overwrite, compress=fv.compress))
 
 
 if __name__ == "__main__":

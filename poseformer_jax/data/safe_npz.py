@@ -24,6 +24,7 @@ import zipfile
 from typing import Any, Iterable
 
 import numpy as np
+import numpy.dtypes
 
 from poseformer_jax.errors import DataError
 
@@ -55,8 +56,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
     if (module, name) in _ALLOWED:
       return _ALLOWED[(module, name)]
     if module == "numpy.dtypes" and name.endswith("DType"):
-      import numpy.dtypes as dtypes
-      cls = getattr(dtypes, name, None)
+      cls = getattr(numpy.dtypes, name, None)
       if isinstance(cls, type) and issubclass(cls, np.dtype):
         return cls
     raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")

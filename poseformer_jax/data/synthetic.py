@@ -13,16 +13,18 @@ For tests and the embedded default run; not a substitute for real data.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
+from absl import flags
 
+from poseformer_jax import cli
 from poseformer_jax.data import h36m
 from poseformer_jax.data import prepare_h36m
 from poseformer_jax.data import skeleton
+from poseformer_jax.data.selection import parse_list
 from poseformer_jax.errors import DataError
 
 DEFAULT_SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
@@ -138,7 +140,7 @@ def write_h36m(root: str | os.PathLike, subjects=DEFAULT_SUBJECTS, actions_per_s
     {'3d': path, 'gt': path, 'cpn_ft_h36m_dbb': path}.
   """
   if isinstance(subjects, str):
-    subjects = h36m.parse_list(subjects)
+    subjects = parse_list(subjects)
   root = Path(root)
   paths = {"3d": root / h36m.FILE_3D, "gt": root / h36m.file_2d("gt"),
            "cpn_ft_h36m_dbb": root / CPN_FILE}
@@ -157,24 +159,28 @@ def write_h36m(root: str | os.PathLike, subjects=DEFAULT_SUBJECTS, actions_per_s
   return paths
 
 
+def writer_flags(subjects, frames: int, frames_help: str) -> flags.FlagValues:
+  """Flags the synthetic writers share: --root, --subjects, --frames, --seed, --overwrite."""
+  fv = flags.FlagValues()
+  flags.DEFINE_string("root", None, "Output folder (created if needed).", flag_values=fv)
+  flags.DEFINE_string("subjects", ",".join(subjects), "Comma-separated subjects.", flag_values=fv)
+  flags.DEFINE_integer("frames", frames, frames_help, flag_values=fv)
+  flags.DEFINE_integer("seed", 0, "Everything is deterministic in it.", flag_values=fv)
+  flags.DEFINE_bool("overwrite", False, "Replace existing files.", flag_values=fv)
+  return fv
+
+
+def _flags() -> flags.FlagValues:
+  fv = writer_flags(DEFAULT_SUBJECTS, 400, "Frames per action (50 fps).")
+  flags.DEFINE_integer("actions-per-subject", 3, "Actions per subject.", flag_values=fv)
+  return fv
+
+
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--root", required=True)
-  parser.add_argument("--subjects", default=",".join(DEFAULT_SUBJECTS))
-  parser.add_argument("--actions-per-subject", type=int, default=3)
-  parser.add_argument("--frames", type=int, default=400)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--overwrite", action="store_true")
-  args = parser.parse_args(argv)
-  try:
-    paths = write_h36m(args.root, args.subjects, args.actions_per_subject, args.frames,
-                       args.seed, overwrite=args.overwrite)
-  except DataError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  for p in paths.values():
-    print(f"wrote {p}")
-  return 0
+  """Command line (see the module docstring); `argv` without the program name."""
+  return cli.write_command(_flags(), argv, __doc__, lambda fv: write_h36m(
+      fv.root, fv.subjects, fv["actions-per-subject"].value, fv.frames, fv.seed,
+      overwrite=fv.overwrite))
 
 
 if __name__ == "__main__":

@@ -16,16 +16,17 @@ the mask shows. For tests and smoke runs; not a substitute for real data.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
+from absl import flags
 
+from poseformer_jax import cli
 from poseformer_jax.data import mpi_inf_3dhp as mpi
 from poseformer_jax.data import skeleton, synthetic
-from poseformer_jax.data.h36m import parse_list
+from poseformer_jax.data.selection import parse_list
 from poseformer_jax.errors import DataError
 
 DEFAULT_SUBJECTS = ("S1", "S2")
@@ -152,27 +153,26 @@ def write_3dhp(root: str | os.PathLike, subjects=DEFAULT_SUBJECTS, seqs_per_subj
   return paths
 
 
+def _flags() -> flags.FlagValues:
+  fv = synthetic.writer_flags(DEFAULT_SUBJECTS, 200, "Frames per training sequence.")
+  flags.DEFINE_integer("seqs-per-subject", 2, "Training sequences per subject.", flag_values=fv)
+  flags.DEFINE_list("cameras", [str(c) for c in DEFAULT_CAMERAS],
+                    "Comma-separated camera numbers of the training sequences.", flag_values=fv)
+  flags.register_validator("cameras", lambda cams: all(c.strip().isdigit() for c in cams),
+                           "--cameras must be comma-separated numbers", flag_values=fv)
+  flags.DEFINE_integer("test-frames", 150, "Frames of each of TS1..TS6.", flag_values=fv)
+  return fv
+
+
+def _write(fv: flags.FlagValues) -> dict[str, Path]:
+  return write_3dhp(fv.root, fv.subjects, fv["seqs-per-subject"].value,
+                    tuple(int(c) for c in fv.cameras), fv.frames, fv["test-frames"].value,
+                    fv.seed, overwrite=fv.overwrite)
+
+
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--root", required=True)
-  parser.add_argument("--subjects", default=",".join(DEFAULT_SUBJECTS))
-  parser.add_argument("--seqs-per-subject", type=int, default=2)
-  parser.add_argument("--cameras", default=",".join(map(str, DEFAULT_CAMERAS)))
-  parser.add_argument("--frames", type=int, default=200)
-  parser.add_argument("--test-frames", type=int, default=150)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--overwrite", action="store_true")
-  args = parser.parse_args(argv)
-  try:
-    cameras = tuple(int(c) for c in parse_list(args.cameras))
-    paths = write_3dhp(args.root, args.subjects, args.seqs_per_subject, cameras, args.frames,
-                       args.test_frames, args.seed, overwrite=args.overwrite)
-  except ValueError as e:  # DataError, or a bad --cameras
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  for p in paths.values():
-    print(f"wrote {p}")
-  return 0
+  """Command line (see the module docstring); `argv` without the program name."""
+  return cli.write_command(_flags(), argv, __doc__, _write)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,10 @@ files (`data_3d_h36m.npz` and `data_2d_h36m_<source>.npz`, see
 One example per (subject, action, camera) sequence, with exactly the arrays of
 `dataset.load_sequences` (normalised 2D, camera-frame root-relative 3D in
 metres) plus the camera's calibration. Builder configs choose the 2D source
-(`gt`, `cpn_ft_h36m_dbb`). Splits by subject: train S1, S5, S6, S7, S8; test
-S9, S11 (as `load_sequences`, so S11 'Directions' is not in test). A split
-whose subjects are all absent from the files (e.g. the training-only mocap) is
-left out.
+(`gt`, `cpn_ft_h36m_dbb`, `sh_pt_mpii`). Splits by subject: train S1, S5, S6,
+S7, S8; test S9, S11 (as `load_sequences`, so S11 'Directions' is not in
+test). A split whose subjects are all absent from the files (e.g. the
+training-only mocap) is left out.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+from poseformer_jax import config_lib
 from poseformer_jax.data import cameras as cams
 from poseformer_jax.data import h36m, skeleton
 
@@ -42,7 +43,6 @@ class Human36mConfig(tfds.core.BuilderConfig):
 
 def data_config(root, keypoints: str):
   """The `config.data` block `load_sequences` needs, for the builder's files."""
-  from poseformer_jax import config_lib
   cfg = config_lib.base_config().data
   cfg.root, cfg.keypoints = str(root), keypoints
   cfg.subjects_train, cfg.subjects_test = ",".join(TRAIN_SUBJECTS), ",".join(TEST_SUBJECTS)
@@ -62,6 +62,9 @@ class Human36m(tfds.core.GeneratorBasedBuilder):
                      description="2D = 3D mocap projected through the cameras"),
       Human36mConfig(name="cpn_ft_h36m_dbb", keypoints="cpn_ft_h36m_dbb",
                      description="2D = CPN detections fine-tuned on Human3.6M"),
+      Human36mConfig(name="sh_pt_mpii", keypoints="sh_pt_mpii",
+                     description="2D = Stacked Hourglass detections (MPII-pretrained), mapped to "
+                                 "the 17 Human3.6M joints"),
   ]
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -92,7 +95,7 @@ class Human36m(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     root = dl_manager.manual_dir
-    present = set(h36m.read_positions_3d(root / h36m.FILE_3D, check=False))
+    present = set(h36m.read_positions_3d(h36m.find_file(root, h36m.FILE_3D), check=False))
     splits = {}
     for split, subjects in (("train", TRAIN_SUBJECTS), ("test", TEST_SUBJECTS)):
       if present & set(subjects):

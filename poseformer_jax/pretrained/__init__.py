@@ -1,0 +1,54 @@
+"""Models trained by this project, shipped inside the package: loaded by name, offline.
+
+    from poseformer_jax import load_checkpoint
+    model, params, config = load_checkpoint("pretrained:h36m-81_1_3-gt")
+
+Each model is a checkpoint directory of the project's one format (an orbax
+manager folder, see `poseformer_jax.checkpoint`) stored beside this file, with
+its parameters in float16 (half the size; `load_checkpoint` returns float32)
+and a model card ``<name>.md``: data, recipe, command, hardware, accuracy.
+Names work wherever a checkpoint directory does: `load_checkpoint`,
+``eval.py --checkpoint=pretrained:NAME``, ``python -m poseformer_jax.lift
+--checkpoint pretrained:NAME``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from poseformer_jax.errors import PoseFormerError
+
+PREFIX = "pretrained:"
+_HERE = Path(__file__).resolve().parent
+DEFAULT = "h36m-81_1_3-gt"
+
+
+class UnknownPretrainedError(PoseFormerError, ValueError):
+  """A ``pretrained:NAME`` that the package does not ship."""
+
+
+def available(root: Path = _HERE) -> list[str]:
+  """Names of the shipped models (folders in `root`, beside this module, that hold a step)."""
+  return sorted(p.name for p in Path(root).iterdir()
+                if p.is_dir() and any(c.name.isdigit() for c in p.iterdir()))
+
+
+def is_pretrained(spec) -> bool:
+  """True for a string of the form ``pretrained:NAME``."""
+  return isinstance(spec, str) and spec.startswith(PREFIX)
+
+
+def path(spec: str, root: Path = _HERE) -> Path:
+  """The checkpoint directory of ``pretrained:NAME`` (or of a bare NAME) in `root`."""
+  name = spec[len(PREFIX):] if is_pretrained(spec) else spec
+  names = available(root)
+  if name not in names:
+    raise UnknownPretrainedError(
+        f"pretrained:{name}: no such shipped model; available: "
+        f"{', '.join(PREFIX + n for n in names) or '(none)'}")
+  return Path(root) / name
+
+
+def model_card(spec: str, root: Path = _HERE) -> str:
+  """The markdown model card of a shipped model."""
+  return (Path(root) / f"{path(spec, root).name}.md").read_text()
