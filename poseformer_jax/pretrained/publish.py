@@ -23,6 +23,7 @@ import jax
 import numpy as np
 from absl import app
 from absl import flags
+from absl import logging
 
 from poseformer_jax import checkpoint as ckpt_lib
 from poseformer_jax import config_lib
@@ -156,13 +157,13 @@ def card_text(name: str, config, records: list[dict], results: list[dict], label
       f"{t.grad_clip_norm}, batch {t.batch_size}, drop path {m.drop_path_rate}; "
       f"{len(records)} epochs of {t.max_steps_per_epoch} steps = {steps} steps "
       f"({steps * t.batch_size:,} samples).",
-      f"- Hardware and time: {hardware}; {hours:.2f} h of training "
-      "(validation excluded).",
+      f"- Hardware and time: {hardware}; {hours:.2f} h of training steps logged in "
+      "`log.jsonl` (validation excluded).",
       f"- Best validation P1 during training: "
       + (f"{best['val_p1']:.2f} mm at step {best['step']} (first {config.eval.max_frames} "
          "frames of each S8 sequence)." if best else "none."),
       f"- Shipped: the best-validation parameters in float16 ({size / 1e6:.1f} MB); loading "
-      "widens them to float32 (the float16 rounding moves predictions by well under 0.1 mm).",
+      "widens them to float32.",
       "", "Command:", "", "```", command, "```", "",
       f"![learning curve]({name}.png)", "",
   ]
@@ -173,6 +174,7 @@ def card_text(name: str, config, records: list[dict], results: list[dict], label
 
 def main(argv) -> int:
   del argv
+  logging.set_verbosity(logging.ERROR)  # orbax logs every save step at INFO
   try:
     if not _WORKDIR.value or not _NAME.value:
       raise PoseFormerError("--workdir and --name are required")

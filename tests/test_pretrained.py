@@ -1,0 +1,175 @@
+"""Models shipped in the package: loading by name, float16 storage, publishing, and the CLIs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from poseformer_jax import checkpoint as ckpt_lib
+from poseformer_jax import config_lib
+from poseformer_jax import model as model_lib
+from poseformer_jax import pretrained
+from poseformer_jax.pretrained import publish
+
+from conftest import REPO_ROOT
+
+SHIPPED = pretrained.DEFAULT
+
+
+def _small_config():
+  config = config_lib.base_config()
+  config_lib.set_variant(config, "27_3_3")
+  config.model.embed_dim_ratio = 8
+  config.model.depth = 1
+  config.model.num_heads = 2
+  config.data.root = "/some/machine/path"
+  return config
+
+
+def _params(config, seed=0):
+  model = model_lib.from_config(config.model)
+  x = jnp.zeros((1, config.model.num_frames, 17, 2))
+  return model, model.init(jax.random.PRNGKey(seed), x)["params"]
+
+
+def test_unknown_name_lists_the_shipped_ones():
+  with pytest.raises(pretrained.UnknownPretrainedError, match="no such shipped model.*available"):
+    ckpt_lib.load_checkpoint("pretrained:no-such-model")
+
+
+def test_float16_roundtrip_and_checksum(tmp_path):
+  config = _small_config()
+  model, params = _params(config)
+  ckpt_lib.save_params(tmp_path / "m", publish.half_params(params), config)
+  _, loaded, _ = ckpt_lib.load_checkpoint(tmp_path / "m")
+  leaves = jax.tree.leaves(loaded)
+  assert all(x.dtype == jnp.float32 for x in leaves)
+  # float16 keeps ~3 decimal digits: parameters within a half-ulp, outputs within 1 %
+  # (random weights; the shipped model's card reports its own float16-vs-float32 error).
+  for a, b in zip(leaves, jax.tree.leaves(params)):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+  x = jax.random.normal(jax.random.PRNGKey(1), (4, 27, 17, 2)) * 0.3
+  ref = model.apply({"params": params}, x)
+  diff = jnp.abs(model.apply({"params": loaded}, x) - ref).max()
+  assert 0 < float(diff) < 0.01 * float(jnp.abs(ref).max())
+  # A flipped bit in the stored float16 data is caught by the checksum.
+  data = max((p for p in (tmp_path / "m").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+  raw = bytearray(data.read_bytes())
+  raw[len(raw) // 2] ^= 0x10
+  data.write_bytes(bytes(raw))
+  with pytest.raises(ckpt_lib.CheckpointError):
+    ckpt_lib.load_checkpoint(tmp_path / "m")
+
+
+def test_publish_writes_weights_curve_and_card(tmp_path):
+  config = _small_config()
+  _, params = _params(config)
+  run = tmp_path / "run"
+  ckpt_lib.save_params(run / "best", params, config)
+  records = [{"kind": "epoch", "epoch": e, "step": 10 * e, "train_loss_mm": 100.0 / e,
+              "lr": 1e-3 / e, "samples_per_s": 1.0, "epoch_time_s": 1800.0, "val_p1": 90.0 / e}
+             for e in (1, 2, 3)]
+  (run / "log.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+  results = {"actions": {"Walk": {"p1": 50.0, "p2": 40.0, "p3": 45.0},
+                         "Sit": {"p1": 70.0, "p2": 50.0, "p3": 60.0}},
+             "average": {"p1": 60.0, "p2": 45.0, "p3": 52.5}}
+  (tmp_path / "gt.json").write_text(json.dumps(results))
+  out = tmp_path / "shipped"
+  out.mkdir()
+  proc = subprocess.run(
+      [sys.executable, "-m", "poseformer_jax.pretrained.publish", f"--workdir={run}",
+       "--name=tiny", f"--eval_json={tmp_path / 'gt.json'}", "--eval_labels=GT 2D",
+       "--command=python train.py --x", "--hardware=a test", f"--out={out}"],
+      capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert pretrained.available(out) == ["tiny"]
+  card = (out / "tiny.md").read_text()
+  assert "| **Average** | 60.0 | 45.0 | 52.5 |" in card
+  assert "| Walk | 50.0 | 40.0 | 45.0 |" in card
+  assert "1.50 h of training steps" in card  # 3 epochs x 1800 s
+  assert "30.00 mm at step 30" in card       # the best validation epoch
+  assert (out / "tiny.png").stat().st_size > 1000
+  stored, _, _ = ckpt_lib.load_config(pretrained.path("pretrained:tiny", out))
+  assert stored.data.root == config_lib.base_config().data.root  # no machine path shipped
+  _, loaded, _ = ckpt_lib.load_checkpoint(pretrained.path("pretrained:tiny", out))
+  assert jax.tree.leaves(loaded)[0].dtype == jnp.float32
+  # Publishing twice under one name is refused, in one line.
+  again = subprocess.run(
+      [sys.executable, "-m", "poseformer_jax.pretrained.publish", f"--workdir={run}",
+       "--name=tiny", f"--eval_json={tmp_path / 'gt.json'}", f"--out={out}"],
+      capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+  assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr
+
+
+# -- the model the project ships ------------------------------------------------------------
+
+
+def test_shipped_model_is_listed_small_and_documented():
+  assert SHIPPED in pretrained.available()
+  folder = pretrained.path(f"pretrained:{SHIPPED}")
+  total = sum(publish.size_of(p) for p in folder.parent.iterdir() if p.is_dir())
+  assert total <= publish.MAX_SHIPPED_BYTES
+  card = pretrained.model_card(f"pretrained:{SHIPPED}")
+  for needed in ("Held-out accuracy", "**Average**", "non-commercial", "Command:"):
+    assert needed in card
+  assert (folder.parent / f"{SHIPPED}.png").is_file()
+
+
+def test_shipped_model_loads_by_name_and_predicts_a_plausible_body():
+  model, params, config = ckpt_lib.load_checkpoint(f"pretrained:{SHIPPED}")
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+  assert config.model.num_joints == 17
+  # A standing person seen from the front (normalised screen coords), still for F frames.
+  pose = np.array([[0, 0], [-.1, 0], [-.1, .4], [-.1, .8], [.1, 0], [.1, .4], [.1, .8],
+                   [0, -.2], [0, -.4], [0, -.5], [0, -.6], [.15, -.4], [.25, -.2], [.3, 0],
+                   [-.15, -.4], [-.25, -.2], [-.3, 0]], np.float32) * 0.5
+  x = np.broadcast_to(pose, (1, model.num_frames, 17, 2))
+  out = np.asarray(model.apply({"params": params}, x))[0, 0]
+  assert np.isfinite(out).all()
+  # Root-relative metres: the feet below the hip, the head above it (y points down),
+  # and a body size of a real person (hip to head 0.5-0.9 m).
+  assert out[3, 1] > 0.5 and out[6, 1] > 0.5
+  assert -0.9 < out[10, 1] < -0.5
+
+
+@pytest.mark.slow
+def test_lift_cli_accepts_the_pretrained_name(tmp_path):
+  clip = REPO_ROOT / "examples" / "skater_mediapipe33.npz"
+  out = tmp_path / "out.npz"
+  proc = subprocess.run(
+      [sys.executable, "-m", "poseformer_jax.lift", str(clip), "--format=mediapipe33",
+       f"--checkpoint=pretrained:{SHIPPED}", f"--output={out}"],
+      capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  poses = np.load(out)["poses_3d"]
+  assert poses.shape[1:] == (17, 3) and np.isfinite(poses).all()
+
+
+@pytest.mark.slow
+def test_eval_cli_accepts_the_pretrained_name(tmp_path, synthetic_h36m_root):
+  """eval.py --checkpoint=pretrained:NAME: same numbers as the model loaded by hand."""
+  out = tmp_path / "res.json"
+  proc = subprocess.run(
+      [sys.executable, str(REPO_ROOT / "eval.py"), "--config=configs/h36m.py:81_1_3",
+       f"--checkpoint=pretrained:{SHIPPED}", f"--config.data.root={synthetic_h36m_root}",
+       "--config.data.keypoints=gt", "--config.data.subjects_test=S9",
+       "--config.eval.max_frames=30", "--config.eval.batch_size=64", f"--output={out}"],
+      capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "Average" in proc.stdout
+  got = json.loads(out.read_text())["average"]
+  from poseformer_jax import evaluation
+  from poseformer_jax.data import dataset
+  config = config_lib.load_config_file(str(REPO_ROOT / "configs" / "h36m.py") + ":81_1_3")
+  config.data.root, config.data.keypoints = str(synthetic_h36m_root), "gt"
+  config.data.subjects_test, config.eval.max_frames, config.eval.batch_size = "S9", 30, 64
+  model, params, _ = ckpt_lib.load_checkpoint(pretrained.path(f"pretrained:{SHIPPED}"))
+  seqs, info = dataset.load_sequences(config.data, "test")
+  want = evaluation.Evaluator(config, model, seqs, info)(params, progress=False)["average"]
+  np.testing.assert_allclose(got["p1"], want["p1"], rtol=1e-6)
