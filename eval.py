@@ -34,12 +34,9 @@ _VERBOSE = flags.DEFINE_bool("verbose", False, "Show tracebacks of errors.")
 
 def main(argv=None) -> int:
   argv = list(sys.argv if argv is None else argv)
-  try:
-    config = cli.parse_flags(argv, _CONFIG)
-  except Exception as e:  # noqa: BLE001 - flag/config parsing raises many types
-    if cli.wants_verbose(argv):
-      raise
-    return cli.fail(cli.describe_error(e))
+  config, status = cli.config_or_exit(argv, _CONFIG)
+  if config is None:
+    return status
   if not _CHECKPOINT.value:
     return cli.fail("--checkpoint is required")
   if not _VERBOSE.value:

@@ -31,7 +31,8 @@ from poseformer_jax import train_lib
 from poseformer_jax.errors import PoseFormerError
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/default.py", "Config file (path.py[:variant]); fields overridable with "
+    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py"),
+    "Config file (path.py[:variant]); fields overridable with "
     "--config.<field>=<value>.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (checkpoints, logs); "
                                "an existing run in it is resumed.")
@@ -40,12 +41,9 @@ _VERBOSE = flags.DEFINE_bool("verbose", False, "Show tracebacks and library logs
 
 def main(argv=None) -> int:
   argv = list(sys.argv if argv is None else argv)
-  try:
-    config = cli.parse_flags(argv, _CONFIG)
-  except Exception as e:  # noqa: BLE001 - flag/config parsing raises many types
-    if cli.wants_verbose(argv):
-      raise
-    return cli.fail(cli.describe_error(e))
+  config, status = cli.config_or_exit(argv, _CONFIG)
+  if config is None:
+    return status
   if not _WORKDIR.value:
     return cli.fail("--workdir is required")
 

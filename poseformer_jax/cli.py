@@ -49,6 +49,17 @@ def parse_flags(argv, config_flag):
   return config
 
 
+def config_or_exit(argv, config_flag):
+  """`parse_flags` for an entry point: ``(config, None)``, or ``(None, 2)`` after printing
+  the one-line error (the traceback is raised instead with ``--verbose``)."""
+  try:
+    return parse_flags(argv, config_flag), None
+  except Exception as e:  # noqa: BLE001 - flag/config parsing raises many types
+    if wants_verbose(argv):
+      raise
+    return None, fail(describe_error(e))
+
+
 # ---------------------------------------------------------------------------
 # Commands with their own flags (converter, data preparation, FLOPs, benchmarks).
 

@@ -72,3 +72,14 @@ def test_convert_runs_from_any_directory(tmp_path):
   assert "converted ../ck.bin" in out.stdout
   model, _, config = load_checkpoint(elsewhere / "out")
   assert model.num_frames == 27 and config.data.dataset == "h36m"
+
+
+def test_train_default_config_resolves_from_any_directory(tmp_path):
+  """train.py's default --config is the repository's configs/default.py, from any cwd."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, str(REPO / "train.py"), f"--workdir={tmp_path / 'w'}",
+                        "--config.train.epochs=0"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)
+  # The config loaded (its validation ran); without the fix: "configs/default.py: no such file".
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines()[-1] == "error: train.epochs must be >= 1, got 0"
