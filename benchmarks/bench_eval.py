@@ -119,8 +119,9 @@ def run(variant, actions, frames, batch_size, repeats):
     return evaluation.evaluate(predictor, sequences, info, progress=False)["average"]["p1"]
 
   # The same number of forward calls at the same shape, nothing else (the pass's floor).
-  n_calls = -(-total // batch_size)
-  x = jax.device_put(common.inputs(variant, batch_size))
+  pass_batch = predictor.batch_for(total)  # the batch the pass picks for this many windows
+  n_calls = -(-total // pass_batch)
+  x = jax.device_put(common.inputs(variant, pass_batch))
 
   def jax_forwards():
     for _ in range(n_calls):

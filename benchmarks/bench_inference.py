@@ -3,6 +3,8 @@
   python benchmarks/bench_inference.py [--quick] [--json out.json]
   python benchmarks/bench_inference.py --variants 27_3_3 --batches 64,1024 --repeats 7
 
+JAX runs the project's forward (`inference.chunked_apply` with
+`inference.forward_compiler_options()`, as `Predictor` does, without the flip).
 Both frameworks run the same random weights (the PyTorch reference model of
 the tests, converted with `torch_to_flax`) on the same inputs with the same
 thread count; the PyTorch side is eager under ``torch.inference_mode()``.
@@ -21,6 +23,8 @@ import jax
 import numpy as np
 from absl import flags
 
+from poseformer_jax import inference
+
 
 def run(variants, batches, repeats, max_gflop, target_s):
   torch = common.setup_torch()
@@ -28,7 +32,9 @@ def run(variants, batches, repeats, max_gflop, target_s):
   results = []
   for v in variants:
     ref, model, params = common.reference_pair(v)
-    fwd = jax.jit(lambda p, x: model.apply({"params": p}, x, deterministic=True))
+    # The project's forward: Predictor's network call (chunked on a CPU) and its options.
+    fwd = jax.jit(inference.chunked_apply(model, inference.default_chunk_rows()),
+                  compiler_options=inference.forward_compiler_options())
     for b in batches:
       run_b = common.capped_batch(v, b, max_gflop)
       x_np = common.inputs(v, run_b)

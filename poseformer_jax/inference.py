@@ -39,6 +39,56 @@ from poseformer_jax.errors import ConfigError, DataError
 # Batches dispatched ahead of the one being fetched (bounds device memory).
 MAX_IN_FLIGHT = 4
 
+# Rows per network call inside one jitted forward on a CPU: a 2048-row batch
+# (1024 windows + flips) in 256-row chunks keeps each layer's activations in
+# cache; 27_3_3 at 1024 windows ran 1.2x faster so (benchmarks/README).
+CPU_CHUNK_ROWS = 256
+
+# XLA:CPU compiler options for forward-only programs: one library call per dot
+# instead of YNNPACK fusing the attention's dot-softmax-dot (with head dim 4
+# that fusion ran the 243_27_27 forward 1.25x slower; benchmarks/README).
+# Training keeps XLA's defaults, which measured faster for the backward pass.
+CPU_FORWARD_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+
+
+# What one more forward pass costs the host (index batch, transfer, dispatch), in
+# windows of compute; `Predictor.batch_for` weighs it against padded windows.
+PASS_COST_WINDOWS = 16
+
+
+def forward_compiler_options() -> dict:
+  """`jax.jit(..., compiler_options=...)` for a forward pass on the default backend."""
+  return dict(CPU_FORWARD_OPTIONS) if jax.default_backend() == "cpu" else {}
+
+
+def default_chunk_rows() -> int:
+  """`CPU_CHUNK_ROWS` on a CPU; 0 (one call over the whole batch) on accelerators."""
+  return CPU_CHUNK_ROWS if jax.default_backend() == "cpu" else 0
+
+
+def chunked_apply(model, chunk_rows: int) -> Callable[[dict, jax.Array], jax.Array]:
+  """The network as a pure (params, x) -> y, run over the batch in chunks.
+
+  x (B, F, J, 2) normalised screen coordinates -> y (B, 1, J, 3) metres,
+  exactly ``model.apply({'params': params}, x, deterministic=True)``; with
+  ``0 < chunk_rows < B`` the rows go through `jax.lax.map` in chunks of
+  `chunk_rows` (B padded up to a multiple, padding dropped). Not for sharded
+  batches (a chunk would cut across devices), nor for a symbolic B (export).
+  """
+  def apply(params, x):
+    return model.apply({"params": params}, x, deterministic=True)
+
+  def chunked(params, x):
+    b = x.shape[0]
+    if chunk_rows <= 0 or not isinstance(b, int) or b <= chunk_rows:  # symbolic B: exported
+      return apply(params, x)
+    n = -(-b // chunk_rows)
+    x = jnp.pad(x, ((0, n * chunk_rows - b),) + ((0, 0),) * (x.ndim - 1))
+    y = jax.lax.map(lambda c: apply(params, c), x.reshape((n, chunk_rows) + x.shape[1:]))
+    return y.reshape((n * chunk_rows,) + y.shape[2:])[:b]
+
+  return chunked
+
 
 class Predictor:
   """Runs a PoseFormerV2 over whole 2D sequences.
@@ -55,14 +105,29 @@ class Predictor:
     root_joint: joint set to exactly 0 in the output (root-relative poses);
       None returns the network's output as is (the evaluation protocol
       compares that raw output with the root-zeroed target, as upstream).
+    chunk_rows: network rows per call inside the jitted forward (see
+      `chunked_apply`); None picks `default_chunk_rows()`, 0 disables. Only
+      without a mesh (or with a one-device mesh).
   """
 
   def __init__(self, model, params, *, batch_size: int = 1024, flip: bool = True,
                kps_left: Sequence[int], kps_right: Sequence[int],
                joints_left: Sequence[int], joints_right: Sequence[int],
-               mesh: jax.sharding.Mesh | None = None, root_joint: int | None = 0):
+               mesh: jax.sharding.Mesh | None = None, root_joint: int | None = 0,
+               chunk_rows: int | None = None):
     if batch_size < 1:
       raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if chunk_rows is None:
+      chunk_rows = default_chunk_rows()
+    if chunk_rows < 0:
+      raise ConfigError(f"chunk_rows must be >= 0, got {chunk_rows}")
+    if mesh is not None and mesh.size > 1:
+      chunk_rows = 0
+    network = chunked_apply(model, chunk_rows)
+    # Batch shapes `predict_sequences` may pick: multiples of one chunk's windows
+    # (or of the device count), so no chunk and no device gets padding rows.
+    self._align = max(1, chunk_rows // (2 if flip else 1)) if chunk_rows else 1
+    self._sharded = False
     self.model = model
     self.batch_size = int(batch_size)
     self.flip = bool(flip)
@@ -89,6 +154,7 @@ class Predictor:
       if self.batch_size % devices:
         raise ConfigError(f"batch_size {self.batch_size} is not a multiple of the "
                           f"{devices} devices of the mesh's 'data' axis")
+      self._align, self._sharded = devices, True
       self._replicated = NamedSharding(mesh, PartitionSpec())
       self._batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
       self.params = jax.device_put(params, self._replicated)
@@ -100,11 +166,10 @@ class Predictor:
         mirrored = skeleton.flip_2d(x, kps_left, kps_right)
         # Interleave (not concatenate) so each device keeps its own rows.
         both = jnp.stack([x, mirrored], axis=1).reshape((2 * b,) + x.shape[1:])
-        y = model.apply({"params": params}, both, deterministic=True)
-        y = y.reshape(b, 2, self.num_joints, 3)
+        y = network(params, both).reshape(b, 2, self.num_joints, 3)
         y = (y[:, 0] + skeleton.flip_3d(y[:, 1], joints_left, joints_right)) / 2
       else:
-        y = model.apply({"params": params}, x, deterministic=True)[:, 0]
+        y = network(params, x)[:, 0]
       if root_joint is not None:
         y = y.at[:, root_joint].set(0.0)
       return y
@@ -116,12 +181,13 @@ class Predictor:
     # The pure function behind every prediction, (params, windows) -> poses; exported
     # as is by `poseformer_jax.export` (ONNX, StableHLO).
     self.forward_fn = forward
+    options = forward_compiler_options()
     if mesh is None:
-      self._forward = jax.jit(forward)
+      self._forward = jax.jit(forward, compiler_options=options)
       self._gather = jax.jit(gather)
     else:
       self._forward = jax.jit(forward, in_shardings=(self._replicated, self._batch_sharding),
-                              out_shardings=self._batch_sharding)
+                              out_shardings=self._batch_sharding, compiler_options=options)
       self._gather = jax.jit(gather, in_shardings=(self._replicated, self._batch_sharding),
                              out_shardings=self._batch_sharding)
 
@@ -167,12 +233,34 @@ class Predictor:
     total = bank.num_samples
     ids = np.arange(total, dtype=np.int64)
 
-    def batches() -> Iterator[tuple[int, np.ndarray]]:
-      for first in range(0, total, self.batch_size):
-        yield first, bank.index(ids[first:first + self.batch_size], self.pad)
+    batch = self.batch_for(total)
 
-    out = self._run(bank.data, batches(), total, progress)
+    def batches() -> Iterator[tuple[int, np.ndarray]]:
+      for first in range(0, total, batch):
+        yield first, bank.index(ids[first:first + batch], self.pad)
+
+    out = self._run(bank.data, batches(), total, progress, batch)
     return np.split(out, np.cumsum(bank.lengths)[:-1])
+
+  def batch_for(self, total: int) -> int:
+    """Windows per pass for `total` windows: the batch that wastes the least.
+
+    A fixed batch of 1024 computes 3072 windows for 2400 frames. This picks,
+    among batches of at most `batch_size` and at least 1/8 of it that are
+    multiples of one chunk's windows (or of the device count, so no chunk or
+    device computes padding), the one minimising computed windows plus
+    `PASS_COST_WINDOWS` per pass (2400 -> 4 passes of 640 windows); up to one
+    such batch, `total` rounded up to 8 (few distinct shapes). Each distinct
+    result compiles once.
+    """
+    unit = self._align
+    smallest = max(unit, self.batch_size // 8)
+    if total <= smallest:
+      step = unit if self._sharded else 8
+      return min(self.batch_size, -(-total // step) * step)
+    sizes = [b for b in range(self.batch_size, smallest - 1, -1) if b % unit == 0]
+    return min(sizes or [self.batch_size],
+               key=lambda b: -(-total // b) * (b + PASS_COST_WINDOWS))
 
   def predict_windows(self, windows_2d: np.ndarray) -> np.ndarray:
     """Centre-frame 3D poses of ready-made windows (online use: `poseformer_jax.stream`).
@@ -208,8 +296,11 @@ class Predictor:
     return x
 
   def _run(self, data: np.ndarray, index_batches: Iterable[tuple[int, np.ndarray]],
-           total: int, progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Forward passes over row-index batches of `data`; returns (total, J, 3)."""
+           total: int, progress: Callable[[int], None] | None = None,
+           batch: int | None = None) -> np.ndarray:
+    """Forward passes over row-index batches (of `batch` windows, default
+    `batch_size`) of `data`; returns (total, J, 3)."""
+    batch = batch or self.batch_size
     out = np.empty((total, self.num_joints, 3), np.float32)
     data_dev = jax.device_put(data, self._replicated)
     pending: collections.deque = collections.deque()
@@ -222,8 +313,8 @@ class Predictor:
 
     for first, idx in index_batches:
       n = len(idx)
-      if n < self.batch_size:  # pad with copies of the last window; dropped below
-        idx = np.concatenate([idx, np.broadcast_to(idx[-1:], (self.batch_size - n, idx.shape[1]))])
+      if n < batch:  # pad with copies of the last window; dropped below
+        idx = np.concatenate([idx, np.broadcast_to(idx[-1:], (batch - n, idx.shape[1]))])
       idx_dev = jax.device_put(idx.astype(np.int32, copy=False), self._batch_sharding)
       pending.append((first, n, self._forward(self.params, self._gather(data_dev, idx_dev))))
       if len(pending) > MAX_IN_FLIGHT:

@@ -25,6 +25,22 @@ def synthetic_h36m_root(tmp_path_factory) -> Path:
   return root
 
 
+REAL_H36M_3D = SHARED_DATA / "h36m" / "data_3d_h36m_train.npz"
+
+
+@pytest.fixture(scope="session")
+def real_h36m_root(tmp_path_factory) -> Path:
+  """A temp folder with the real 3D (../shared, linked as data_3d_h36m.npz) and its prepared
+  GT 2D; skips when the shared data is absent. Nothing derived leaves pytest's temp folders."""
+  if not REAL_H36M_3D.exists():
+    pytest.skip(f"real Human3.6M data not found at {REAL_H36M_3D}")
+  from poseformer_jax.data import h36m, prepare_h36m
+  root = tmp_path_factory.mktemp("h36m_real")
+  (root / h36m.FILE_3D).symlink_to(REAL_H36M_3D)
+  assert prepare_h36m.main(["--root", str(root)]) == 0
+  return root
+
+
 @pytest.fixture
 def h36m_data_cfg(synthetic_h36m_root):
   """A fresh `config.data` block pointing at the synthetic data (train S1,S5; test S9,S11)."""

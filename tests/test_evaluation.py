@@ -143,6 +143,44 @@ def test_batch_padding_and_single_compilation(predictors):
   assert pred8.predict_sequences([]) == []
 
 
+@pytest.mark.parametrize("chunk_rows", [3, 16])
+def test_chunked_forward_matches_one_call(tiny, predictors, chunk_rows):
+  """Chunks inside the jitted forward (lax.map; 16 rows = 8 windows + flips, 3 leaves a
+  padded last chunk) give the one-call result, and the compiled program really loops."""
+  from poseformer_jax.inference import chunked_apply
+  seq = _keypoints(np.random.default_rng(7), 19)
+  whole = predictors(chunk_rows=0)
+  chunked = predictors(chunk_rows=chunk_rows)
+  np.testing.assert_allclose(chunked.predict_sequence(seq), whole.predict_sequence(seq),
+                             rtol=1e-5, atol=1e-6)
+  model, params = tiny
+  x = jax.numpy.asarray(np.stack([seq[:9]] * 7))  # 7 windows of F=9
+  lowered = jax.jit(chunked_apply(model, chunk_rows)).lower(params, x).as_text()
+  assert ("while" in lowered) == (chunk_rows < 7)
+  np.testing.assert_allclose(chunked_apply(model, chunk_rows)(params, x),
+                             chunked_apply(model, 0)(params, x), rtol=1e-5, atol=1e-6)
+
+
+def test_batch_for_pads_least_and_keeps_results(predictors):
+  """predict_sequences picks the batch that computes the fewest windows (plus a cost per
+  pass): a fixed batch of 1024 would compute 3072 windows for 2400. Results do not change."""
+  p = predictors(batch_size=1024, chunk_rows=256)  # 128 windows per chunk with flip
+  assert [p.batch_for(t) for t in (1, 100, 129, 1024, 1025, 2400, 100000)] == [
+      8, 104, 256, 1024, 384, 640, 1024]
+  flat = predictors(batch_size=1024, chunk_rows=0, flip=False)
+  assert [flat.batch_for(t) for t in (1, 100, 2400, 2399, 100000)] == [8, 104, 800, 800, 1000]
+  for t in (1, 7, 100, 1025, 2400, 99_999):
+    b = p.batch_for(t)
+    assert b <= 1024 and (b % 128 == 0 or b <= 128)  # whole chunks, or within one
+    assert -(-t // b) * b <= -(-t // 1024) * 1024
+  rng = np.random.default_rng(3)
+  seqs = [_keypoints(rng, t) for t in (4, 11, 6)]  # 21 windows
+  small = predictors(batch_size=16)
+  assert small.batch_for(21) == 16
+  for got, want in zip(small.predict_sequences(seqs), predictors().predict_sequences(seqs)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_root_joint_zeroed(predictors):
   seq = _keypoints(np.random.default_rng(2), 6)
   raw = predictors(root_joint=None).predict_sequence(seq)
@@ -164,6 +202,8 @@ def test_predictor_rejects_bad_input(tiny, predictors):
     Predictor(*tiny, mesh=jax.sharding.Mesh(np.array(jax.devices()[:1]), ("batch",)), **common)
   with pytest.raises(ConfigError):
     Predictor(*tiny, batch_size=0, **common)
+  with pytest.raises(ConfigError):
+    Predictor(*tiny, chunk_rows=-1, **common)
   with pytest.raises(ValueError):  # a joint swapped with two partners
     Predictor(*tiny, kps_left=(1, 2), kps_right=(2, 3), joints_left=LEFT, joints_right=RIGHT)
 

@@ -105,6 +105,29 @@ def test_publish_writes_weights_curve_and_card(tmp_path):
        "--name=tiny", f"--eval_json={tmp_path / 'gt.json'}", f"--out={out}"],
       capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
   assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr
+  # A run that continued `run` (train.init_from): its log follows the earlier one's, and
+  # --card_only rewrites the card of the published weights with the check line.
+  cont = tmp_path / "cont"
+  cont.mkdir()
+  later = [{**r, "epoch": r["epoch"] - 2, "step": r["step"] - 20, "val_p1": 20.0}
+           for r in records[2:]] + [{**records[2], "epoch": 2, "step": 20, "val_p1": 15.0}]
+  (cont / "log.jsonl").write_text("\n".join(json.dumps(r) for r in later) + "\n")
+  lineage = publish.read_lineage([run, cont])
+  assert [(r["step"], r["epoch"], r["stage"]) for r in lineage] == [
+      (10, 1, 0), (20, 2, 0), (30, 3, 0), (40, 4, 1), (50, 5, 1)]
+  check = {"average": {"p1": 61.2345, "p2": 1.0, "p3": 1.0}, "actions": {}}
+  (tmp_path / "check.json").write_text(json.dumps(check))
+  again = subprocess.run(
+      [sys.executable, "-m", "poseformer_jax.pretrained.publish", f"--workdir={cont}",
+       f"--prior_workdirs={run}", "--name=tiny", f"--eval_json={tmp_path / 'gt.json'}",
+       "--card_only", f"--check_json={tmp_path / 'check.json'}", f"--out={out}"],
+      capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+  assert again.returncode == 0, again.stderr
+  card = (out / "tiny.md").read_text()
+  assert "5 epochs of" in card and "= 50 steps" in card and "over 2 continued runs" in card
+  assert "15.00 mm at step 50" in card
+  assert pretrained.check_p1("pretrained:tiny", out) == pytest.approx(61.234)
+  assert " ".join(pretrained.CHECK_FLAGS) in card
 
 
 # -- the model the project ships ------------------------------------------------------------
@@ -173,3 +196,18 @@ def test_eval_cli_accepts_the_pretrained_name(tmp_path, synthetic_h36m_root):
   seqs, info = dataset.load_sequences(config.data, "test")
   want = evaluation.Evaluator(config, model, seqs, info)(params, progress=False)["average"]
   np.testing.assert_allclose(got["p1"], want["p1"], rtol=1e-6)
+
+
+@pytest.mark.real_data
+def test_shipped_model_scores_its_card_on_real_s8(tmp_path, real_h36m_root):
+  """eval.py on the card's fixed subset of real S8 (pretrained.CHECK_FLAGS) gives the card's
+  P1 within 0.5 mm: the shipped weights are the ones the card describes."""
+  out = tmp_path / "check.json"
+  proc = subprocess.run(
+      [sys.executable, str(REPO_ROOT / "eval.py"), f"--checkpoint=pretrained:{SHIPPED}",
+       f"--config.data.root={real_h36m_root}", *pretrained.CHECK_FLAGS, f"--output={out}"],
+      capture_output=True, text=True, cwd=REPO_ROOT, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  p1 = json.loads(out.read_text())["average"]["p1"]
+  assert abs(p1 - pretrained.check_p1(f"pretrained:{SHIPPED}")) <= 0.5
+  assert 30.0 < p1 < 80.0  # and it is a trained model's accuracy

@@ -25,12 +25,9 @@ TRAIN_SUBJECTS = ["S1", "S5", "S6", "S7", "S8"]
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-  """A temp folder with the shared 3D file linked as data_3d_h36m.npz and the prepared 2D gt."""
-  root = tmp_path_factory.mktemp("h36m_real")
-  os.symlink(SHARED_3D, root / h36m.FILE_3D)
-  assert prepare_h36m.main(["--root", str(root)]) == 0
-  return root
+def prepared(real_h36m_root):
+  """conftest's `real_h36m_root`: the shared 3D file and its prepared 2D gt (made once)."""
+  return real_h36m_root
 
 
 def test_prepare_layout(prepared):

@@ -14,6 +14,7 @@ Names work wherever a checkpoint directory does: `load_checkpoint`,
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from poseformer_jax.errors import PoseFormerError
@@ -21,6 +22,14 @@ from poseformer_jax.errors import PoseFormerError
 PREFIX = "pretrained:"
 _HERE = Path(__file__).resolve().parent
 DEFAULT = "h36m-81_1_3-gt"
+
+
+# The fixed subset on which a shipped model is re-evaluated against its card: these
+# eval.py flags (with the real data's root), written into the card by `publish` and
+# re-run by tests/test_pretrained.py (marker real_data).
+CHECK_FLAGS = ("--config.data.subjects_test=S8", "--config.data.keypoints=gt",
+               "--config.eval.max_frames=200")
+CHECK_LINE = "Check subset P1"  # the card line: "Check subset P1: 48.222 mm (...)"
 
 
 class UnknownPretrainedError(PoseFormerError, ValueError):
@@ -52,3 +61,11 @@ def path(spec: str, root: Path = _HERE) -> Path:
 def model_card(spec: str, root: Path = _HERE) -> str:
   """The markdown model card of a shipped model."""
   return (Path(root) / f"{path(spec, root).name}.md").read_text()
+
+
+def check_p1(spec: str, root: Path = _HERE) -> float:
+  """The P1 (mm) a model's card records for `CHECK_FLAGS`."""
+  match = re.search(re.escape(CHECK_LINE) + r": ([0-9.]+) mm", model_card(spec, root))
+  if match is None:
+    raise PoseFormerError(f"{spec}: the model card has no '{CHECK_LINE}: ... mm' line")
+  return float(match.group(1))

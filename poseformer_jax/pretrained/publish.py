@@ -11,6 +11,15 @@ plots ``RUN/log.jsonl`` (train loss and validation P1 per epoch) to
 ``NAME.png`` and writes the model card ``NAME.md`` from the evaluation JSON
 files that ``eval.py --output`` wrote. The stored config keeps the recipe but
 not the machine's data path (``data.root`` is reset to its default).
+
+The card's check line needs the published weights, so it is a second call:
+
+    python eval.py --checkpoint=pretrained:NAME --config.data.root=DATA \
+        <pretrained.CHECK_FLAGS> --output=check.json
+    python -m poseformer_jax.pretrained.publish ... --card_only --check_json=check.json
+
+``--prior_workdirs`` lists the runs a ``train.init_from`` run continued; their
+logs lead the curve and the step count.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from absl import logging
 
 from poseformer_jax import checkpoint as ckpt_lib
 from poseformer_jax import config_lib
+from poseformer_jax import pretrained
 from poseformer_jax.errors import PoseFormerError
 
 HERE = Path(__file__).resolve().parent
@@ -40,6 +50,12 @@ _COMMAND = flags.DEFINE_string("command", "", "The exact training command, for t
 _HARDWARE = flags.DEFINE_string("hardware", "", "Where it trained, for the card.")
 _NOTES = flags.DEFINE_string("notes_file", None, "Markdown appended to the card (data, caveats).")
 _OUT = flags.DEFINE_string("out", str(HERE), "Folder of shipped models.")
+_PRIOR = flags.DEFINE_list("prior_workdirs", [], "Earlier runs this one continued "
+                           "(train.init_from), oldest first: their logs lead the curve.")
+_CARD_ONLY = flags.DEFINE_bool("card_only", False, "Keep the already published weights; "
+                                "rewrite only the card and the curve (e.g. with --check_json).")
+_CHECK_JSON = flags.DEFINE_string("check_json", None, "eval.py --output of the published "
+                                  "weights with pretrained.CHECK_FLAGS (the card's check line).")
 
 
 def read_log(workdir: Path) -> list[dict]:
@@ -55,6 +71,18 @@ def read_log(workdir: Path) -> list[dict]:
       if rec.get("kind") == "epoch":
         by_epoch[int(rec["epoch"])] = rec
   return [by_epoch[k] for k in sorted(by_epoch)]
+
+
+def read_lineage(workdirs: list[Path]) -> list[dict]:
+  """Epoch records of runs that continued one another, steps and epochs made cumulative."""
+  out, step0, epoch0 = [], 0, 0
+  for stage, workdir in enumerate(workdirs):
+    records = read_log(workdir)
+    for r in records:
+      out.append({**r, "step": r["step"] + step0, "epoch": r["epoch"] + epoch0, "stage": stage})
+    if records:
+      step0, epoch0 = out[-1]["step"], out[-1]["epoch"]
+  return out
 
 
 def half_params(params):
@@ -80,6 +108,9 @@ def plot_curve(records: list[dict], png: Path, title: str) -> None:
   import matplotlib.pyplot as plt
   steps = [r["step"] for r in records]
   fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+  for r0, r1 in zip(records, records[1:]):
+    if r1.get("stage", 0) != r0.get("stage", 0):  # a continued run starts here
+      ax.axvline(r0["step"], color="grey", ls=":", lw=1)
   ax.plot(steps, [r["train_loss_mm"] for r in records], "o-", label="train loss (MPJPE, mm)")
   val = [(r["step"], r["val_p1"]) for r in records if r.get("val_p1") is not None]
   if val:
@@ -117,8 +148,9 @@ def size_of(folder: Path) -> int:
 
 
 def card_text(name: str, config, records: list[dict], results: list[dict], labels: list[str],
-              command: str, hardware: str, size: int, notes: str) -> str:
-  """The model card (markdown)."""
+              command: str, hardware: str, size: int, notes: str,
+              check: dict | None = None) -> str:
+  """The model card (markdown). `records` may span several continued runs (`read_lineage`)."""
   m, t, d = config.model, config.train, config.data
   hours = sum(r.get("epoch_time_s", 0.0) for r in records) / 3600.0
   steps = records[-1]["step"] if records else 0
@@ -156,7 +188,9 @@ def card_text(name: str, config, records: list[dict], results: list[dict], label
       f"{t.end_lr_ratio} x peak), weight decay {t.weight_decay}, gradient clipping "
       f"{t.grad_clip_norm}, batch {t.batch_size}, drop path {m.drop_path_rate}; "
       f"{len(records)} epochs of {t.max_steps_per_epoch} steps = {steps} steps "
-      f"({steps * t.batch_size:,} samples).",
+      f"({steps * t.batch_size:,} samples)"
+      + (f" over {1 + records[-1].get('stage', 0)} continued runs (the last one's recipe "
+         "above; see the notes)." if records and records[-1].get("stage", 0) else "."),
       f"- Hardware and time: {hardware}; {hours:.2f} h of training steps logged in "
       "`log.jsonl` (validation excluded).",
       f"- Best validation P1 during training: "
@@ -165,6 +199,14 @@ def card_text(name: str, config, records: list[dict], results: list[dict], label
       f"- Shipped: the best-validation parameters in float16 ({size / 1e6:.1f} MB); loading "
       "widens them to float32.",
       "", "Command:", "", "```", command, "```", "",
+  ]
+  if check is not None:
+    lines += [
+        f"{pretrained.CHECK_LINE}: {check['average']['p1']:.3f} mm (`python eval.py "
+        f"--checkpoint=pretrained:{name} {' '.join(pretrained.CHECK_FLAGS)}`: S8, GT 2D, the "
+        "first 200 frames of each sequence and camera, flip, float16 weights as shipped; "
+        "`tests/test_pretrained.py` re-runs it and allows 0.5 mm).", ""]
+  lines += [
       f"![learning curve]({name}.png)", "",
   ]
   if notes:
@@ -183,18 +225,22 @@ def main(argv) -> int:
     if len(labels) != len(_EVAL_JSON.value) or not labels:
       raise PoseFormerError("give one --eval_labels entry per --eval_json file (at least one)")
     results = [json.loads(Path(p).read_text()) for p in _EVAL_JSON.value]
-    config, _ = write_weights(workdir, out / _NAME.value)
+    if _CARD_ONLY.value:
+      _, _, config = ckpt_lib.load_checkpoint(out / _NAME.value)
+    else:
+      config, _ = write_weights(workdir, out / _NAME.value)
     size = size_of(out / _NAME.value)
     total = sum(size_of(p) for p in out.iterdir() if p.is_dir())
     if total > MAX_SHIPPED_BYTES:
       print(f"warning: shipped weights total {total / 1e6:.1f} MB, over the 30 MiB budget",
             file=sys.stderr)
-    records = read_log(workdir)
+    records = read_lineage([Path(p) for p in _PRIOR.value] + [workdir])
+    check = json.loads(Path(_CHECK_JSON.value).read_text()) if _CHECK_JSON.value else None
     plot_curve(records, out / f"{_NAME.value}.png", f"pretrained:{_NAME.value}")
     notes = Path(_NOTES.value).read_text() if _NOTES.value else ""
     (out / f"{_NAME.value}.md").write_text(card_text(
         _NAME.value, config, records, results, labels, _COMMAND.value, _HARDWARE.value, size,
-        notes))
+        notes, check))
   except (PoseFormerError, OSError, ValueError, KeyError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
