@@ -59,6 +59,7 @@ def run(variants, batches, repeats, max_gflop, target_s):
              "jax_ms": t["jax"]["median"] * 1e3, "torch_ms": t["torch"]["median"] * 1e3,
              "max_abs_diff_m": err}
       row["ratio"] = row["jax_fps"] / row["torch_fps"]
+      row["ratio_spread"] = common.ratio_spread(t)
       results.append(row)
       capped = f" (capped to {run_b})" if run_b != b else ""
       print(f"{v:>10} batch {b:5d}{capped}: JAX {row['jax_fps']:10,.0f} f/s  "
@@ -70,7 +71,7 @@ def run(variants, batches, repeats, max_gflop, target_s):
 def main(argv=None) -> int:
   fv = common.benchmark_flags(variants=common.VARIANTS, target=0.4, max_work=(
       300.0, "batch x GFLOPs per call (300: 243_27_27 runs at 256)"))
-  flags.DEFINE_list("batches", ["1", "64", "1024"], "Batch sizes.", flag_values=fv)
+  flags.DEFINE_list("batches", ["1", "64", "256", "1024"], "Batch sizes.", flag_values=fv)
   status = common.parse_flags(fv, argv, __doc__)
   if status is not None:
     return status
@@ -82,9 +83,11 @@ def main(argv=None) -> int:
     repeats, target = fv.repeats or 3, 0.15
   rows = run(variants, batches, repeats, max_work, target)
   return common.report(
-      ["variant", "batch", "JAX f/s", "PyTorch f/s", "JAX/PyTorch", "JAX ms/call", "max |diff| m"],
+      ["variant", "batch", "JAX f/s", "PyTorch f/s", "JAX/PyTorch", "per round", "JAX ms/call",
+       "max |diff| m"],
       [[r["variant"], r["batch"] if r["batch"] == r["run_batch"] else f"{r['run_batch']}*",
-        r["jax_fps"], r["torch_fps"], f"{r['ratio']:.2f}x", r["jax_ms"], f"{r['max_abs_diff_m']:.1e}"]
+        r["jax_fps"], r["torch_fps"], f"{r['ratio']:.2f}x", r["ratio_spread"], r["jax_ms"],
+        f"{r['max_abs_diff_m']:.1e}"]
        for r in rows],
       title=f"Inference throughput, float32, {common.CORES} threads each "
             f"(* = batch capped by --max-work {max_work:g} GFLOP/call)",

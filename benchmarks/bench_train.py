@@ -28,12 +28,12 @@ from poseformer_jax import model as model_lib
 from poseformer_jax import parallel, train_step
 
 
-def run(variants, batch, repeats, max_gflop, target_s):
+def run(variants, batches, repeats, max_gflop, target_s):
   torch = common.setup_torch()
   from torch_checkpoints import random_reference  # needs torch
 
   rows = []
-  for v in variants:
+  for v, batch in [(v, b) for b in batches for v in variants]:
     b = common.capped_batch(v, batch, max_gflop, passes=3)  # fwd + bwd ~ 3x fwd
     cfg = common.model_config(v)
     m = cfg.model
@@ -77,6 +77,7 @@ def run(variants, batch, repeats, max_gflop, target_s):
            "torch_sps": b / t["torch"]["median"], "jax_ms": t["jax"]["median"] * 1e3,
            "torch_ms": t["torch"]["median"] * 1e3}
     row["ratio"] = row["jax_sps"] / row["torch_sps"]
+    row["ratio_spread"] = common.ratio_spread(t)
     rows.append(row)
     print(f"{v:>10} batch {b:5d}: JAX {row['jax_sps']:9,.1f} samples/s  "
           f"torch {row['torch_sps']:9,.1f} samples/s  ratio {row['ratio']:.2f}", flush=True)
@@ -86,7 +87,8 @@ def run(variants, batch, repeats, max_gflop, target_s):
 def main(argv=None) -> int:
   fv = common.benchmark_flags(variants=common.VARIANTS, target=0.5, max_work=(
       120.0, "batch x 3 x forward GFLOPs per step (120: 27-frame models at 256, 243_27_27 at 32)"))
-  flags.DEFINE_integer("batch", 1024, "Batch per step (capped by --max-work).", flag_values=fv)
+  flags.DEFINE_list("batch", ["64", "256"], "Batches per step (capped by --max-work).",
+                    flag_values=fv)
   status = common.parse_flags(fv, argv, __doc__)
   if status is not None:
     return status
@@ -96,12 +98,15 @@ def main(argv=None) -> int:
     variants = ["27_3_3"]
     max_work = min(max_work, 20.0)
     repeats, target = fv.repeats or 3, 0.2
-  rows = run(variants, fv.batch, repeats, max_work, target)
+  batches = [int(b) for b in fv.batch]
+  if fv.quick:
+    batches = batches[:1]
+  rows = run(variants, batches, repeats, max_work, target)
   return common.report(
-      ["variant", "batch", "JAX samples/s", "PyTorch samples/s", "JAX/PyTorch", "JAX ms/step",
-       "PyTorch ms/step"],
+      ["variant", "batch", "JAX samples/s", "PyTorch samples/s", "JAX/PyTorch", "per round",
+       "JAX ms/step", "PyTorch ms/step"],
       [[r["variant"], r["batch"], r["jax_sps"], r["torch_sps"], f"{r['ratio']:.2f}x",
-        r["jax_ms"], r["torch_ms"]] for r in rows],
+        r["ratio_spread"], r["jax_ms"], r["torch_ms"]] for r in rows],
       title=f"Training step (fwd + bwd + AdamW), float32, {common.CORES} threads each",
       json_path=fv.json, payload={"benchmark": "train", "repeats": repeats, "results": rows})
 

@@ -176,6 +176,13 @@ def alternate(fns: dict[str, Callable[[], object]], repeats: int = 5, target_s: 
           for k, v in samples.items()}
 
 
+def ratio_spread(timings: dict[str, dict], fast: str = "jax", slow: str = "torch") -> str:
+  """The lowest and highest per-round speed ratio slow_time / fast_time of `alternate`'s
+  result, e.g. '0.95-1.12x': each round timed both sides back to back."""
+  ratios = [s / f for f, s in zip(timings[fast]["samples"], timings[slow]["samples"])]
+  return f"{min(ratios):.2f}-{max(ratios):.2f}x"
+
+
 def table(headers: list[str], rows: list[list], title: str | None = None) -> str:
   """A GitHub-markdown table (also readable in a terminal)."""
   cells = [[_fmt(c) for c in r] for r in rows]

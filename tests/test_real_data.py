@@ -5,7 +5,6 @@ Nothing derived from the data is written outside pytest's temporary folders.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
