@@ -50,7 +50,6 @@ CPU_CHUNK_ROWS = 256
 # Training keeps XLA's defaults, which measured faster for the backward pass.
 CPU_FORWARD_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
-
 # What one more forward pass costs the host (index batch, transfer, dispatch), in
 # windows of compute; `Predictor.batch_for` weighs it against padded windows.
 PASS_COST_WINDOWS = 16
@@ -127,7 +126,6 @@ class Predictor:
     # Batch shapes `predict_sequences` may pick: multiples of one chunk's windows
     # (or of the device count), so no chunk and no device gets padding rows.
     self._align = max(1, chunk_rows // (2 if flip else 1)) if chunk_rows else 1
-    self._sharded = False
     self.model = model
     self.batch_size = int(batch_size)
     self.flip = bool(flip)
@@ -154,7 +152,7 @@ class Predictor:
       if self.batch_size % devices:
         raise ConfigError(f"batch_size {self.batch_size} is not a multiple of the "
                           f"{devices} devices of the mesh's 'data' axis")
-      self._align, self._sharded = devices, True
+      self._align = devices
       self._replicated = NamedSharding(mesh, PartitionSpec())
       self._batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
       self.params = jax.device_put(params, self._replicated)
@@ -256,7 +254,7 @@ class Predictor:
     unit = self._align
     smallest = max(unit, self.batch_size // 8)
     if total <= smallest:
-      step = unit if self._sharded else 8
+      step = unit if self.mesh is not None else 8
       return min(self.batch_size, -(-total // step) * step)
     sizes = [b for b in range(self.batch_size, smallest - 1, -1) if b % unit == 0]
     return min(sizes or [self.batch_size],
