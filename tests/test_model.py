@@ -1,5 +1,6 @@
 """Model-level properties: DCT matrices, drop path, batch independence, shapes."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -115,3 +116,18 @@ def test_flops_close_to_paper():
     config_lib.set_variant(cfg, name)
     ratio = flops.forward_flops(cfg.model, batch=4) / 1e6 / config_lib.PAPER_MFLOPS[name]
     assert 1.0 < ratio < 1.08, (name, ratio)
+
+
+def test_gelu_is_the_exact_erf_form():
+  """The model's GELU (written with erf) equals x * Phi(x) in float64 and jax's erfc form."""
+  from math import erf, sqrt
+  x = np.linspace(-9.0, 9.0, 2001, dtype=np.float32)
+  exact = np.array([v * 0.5 * (1.0 + erf(v / sqrt(2.0))) for v in x.astype(np.float64)])
+  got = np.asarray(model_lib.gelu(jnp.asarray(x)))
+  np.testing.assert_allclose(got, exact, rtol=0, atol=2e-6)
+  np.testing.assert_allclose(got, np.asarray(nn.gelu(jnp.asarray(x), approximate=False)), atol=2e-6)
+  # Its gradient is Phi(x) + x * phi(x).
+  grad = np.asarray(jax.vmap(jax.grad(model_lib.gelu))(jnp.asarray(x)))
+  want = 0.5 * (1 + np.array([erf(v / sqrt(2.0)) for v in x.astype(np.float64)])) + \
+      x * np.exp(-0.5 * x.astype(np.float64) ** 2) / np.sqrt(2 * np.pi)
+  np.testing.assert_allclose(grad, want, rtol=0, atol=5e-6)

@@ -198,9 +198,29 @@ def _action_sequences(path_3d, path_2d, subject: str, action: str, world: Any, v
 
 
 def load(data_cfg, split: str) -> tuple[list[Sequence], DatasetInfo]:
-  """Human3.6M sequences of `split` ('train' | 'test'); see the module docstring. Reads only."""
+  """Human3.6M sequences of `split` ('train' | 'test'); see the module docstring. Reads only.
+
+  For 'train', every source in `data_cfg.keypoints_mix` adds its own copy of each sequence
+  (same 3D, that source's 2D): the detection mix. Evaluation reads `data_cfg.keypoints` alone.
+  """
   root = Path(data_cfg.root)
-  path_3d, path_2d = find_file(root, FILE_3D), find_file(root, file_2d(data_cfg.keypoints))
+  sources = [data_cfg.keypoints]
+  if split == "train":
+    sources += [k for k in parse_list(data_cfg.get("keypoints_mix", "")) if k not in sources]
+  sequences, info = _load_source(data_cfg, split, root, sources[0])
+  for keypoints in sources[1:]:
+    more, more_info = _load_source(data_cfg, split, root, keypoints)
+    if (more_info.kps_left, more_info.kps_right) != (info.kps_left, info.kps_right):
+      raise DataError(f"{root}: data.keypoints_mix source {keypoints!r} orders the 2D joints "
+                      f"unlike {sources[0]!r}; mix only sources that map to the same layout")
+    sequences += more
+  return sequences, info
+
+
+def _load_source(data_cfg, split: str, root: Path,
+                 keypoints: str) -> tuple[list[Sequence], DatasetInfo]:
+  """One 2D source's sequences of `split`, paired with the 3D file."""
+  path_3d, path_2d = find_file(root, FILE_3D), find_file(root, file_2d(keypoints))
   subjects = parse_list(data_cfg.subjects_train if split == "train" else data_cfg.subjects_test)
   if not subjects:
     raise DataError(f"{path_3d}: no subjects given for split {split!r}")
