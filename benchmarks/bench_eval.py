@@ -7,8 +7,9 @@ Data: a synthetic Human3.6M look-alike (test subjects S9, S11, 4 cameras;
 random-weight PyTorch reference converted to Flax (both sides identical).
 
 * JAX: `evaluation.make_predictor` + `evaluation.evaluate` (device-side window
-  gather by index, flip in the same jitted forward, fixed batch, async
-  dispatch, jitted metrics), exactly what `eval.py` runs.
+  gather by index, spatial branch once per frame, flip in the same jitted
+  forward, fixed batch, async dispatch, jitted metrics), exactly what
+  `eval.py` runs.
 * upstream: the pattern of PoseFormerV2's ``run_poseformerv2.py`` /
   ``eval_data_prepare``, reimplemented here in PyTorch: per sequence, pad the
   2D sequence at both ends (edge), build every window in a Python loop, run
@@ -121,11 +122,13 @@ def run(variant, actions, frames, batch_size, repeats):
   # The same number of forward calls at the same shape, nothing else (the pass's floor).
   pass_batch = predictor.batch_for(total)  # the batch the pass picks for this many windows
   n_calls = -(-total // pass_batch)
-  x = jax.device_put(common.inputs(variant, pass_batch))
+  frames = jax.device_put(np.concatenate([s.keypoints_2d for s in sequences]))
+  offsets = np.arange(model.num_frames) - predictor.pad
+  idx = np.clip(np.arange(pass_batch)[:, None] + offsets, 0, total - 1).astype(np.int32)
 
-  def jax_forwards():
+  def jax_forwards():  # the pass's own path (shared frames for f > 1), on one index batch
     for _ in range(n_calls):
-      predictor._forward(predictor.params, x).block_until_ready()
+      predictor._forward_batch(frames, idx).block_until_ready()
 
   upstream_forward: list[float] = []
   upstream_share: list[float] = []

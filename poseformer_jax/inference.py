@@ -16,6 +16,11 @@ How it stays fast (the network should account for nearly all of the time):
   single ``model.apply`` (2B rows). The last partial batch is padded up to
   the batch size (its extra rows are dropped), so a whole evaluation compiles
   the forward once.
+* Sliding windows share frames: the spatial branch sees each kept frame alone,
+  so a batch of consecutive windows runs it once per frame of the batch's span
+  (B + f - 1 frames) and gathers each window's f time tokens, instead of
+  running it on f frames per window (`PoseFormerV2.frame_tokens`; the spatial
+  branch is ~20 % of a 27_3_3 forward, so 27_3_3 and larger save 13-19 %).
 * Dispatch is asynchronous: the host prepares batch k+1 while the device
   computes batch k; results are fetched a few batches behind.
 * With a `jax.sharding.Mesh` (axis 'data'), windows are split over the
@@ -65,25 +70,31 @@ def default_chunk_rows() -> int:
   return CPU_CHUNK_ROWS if jax.default_backend() == "cpu" else 0
 
 
-def chunked_apply(model, chunk_rows: int) -> Callable[[dict, jax.Array], jax.Array]:
-  """The network as a pure (params, x) -> y, run over the batch in chunks.
+def chunked_apply(model, chunk_rows: int, method=None) -> Callable[..., jax.Array]:
+  """The network as a pure (params, *xs) -> y, run over the batch in chunks.
 
-  x (B, F, J, 2) normalised screen coordinates -> y (B, 1, J, 3) metres,
-  exactly ``model.apply({'params': params}, x, deterministic=True)``; with
-  ``0 < chunk_rows < B`` the rows go through `jax.lax.map` in chunks of
-  `chunk_rows` (B padded up to a multiple, padding dropped). Not for sharded
-  batches (a chunk would cut across devices), nor for a symbolic B (export).
+  By default xs is one x (B, F, J, 2), normalised screen coordinates, and y
+  (B, 1, J, 3) metres: exactly ``model.apply({'params': params}, x,
+  deterministic=True)``; `method` names another of the model's methods (its
+  array arguments share the leading axis B). With ``0 < chunk_rows < B`` the
+  rows go through `jax.lax.map` in chunks of `chunk_rows` (B padded up to a
+  multiple, padding dropped). Not for sharded batches (a chunk would cut
+  across devices), nor for a symbolic B (export).
   """
-  def apply(params, x):
-    return model.apply({"params": params}, x, deterministic=True)
+  def apply(params, *xs):
+    return model.apply({"params": params}, *xs, deterministic=True, method=method)
 
-  def chunked(params, x):
-    b = x.shape[0]
+  def chunked(params, *xs):
+    b = xs[0].shape[0]
     if chunk_rows <= 0 or not isinstance(b, int) or b <= chunk_rows:  # symbolic B: exported
-      return apply(params, x)
+      return apply(params, *xs)
     n = -(-b // chunk_rows)
-    x = jnp.pad(x, ((0, n * chunk_rows - b),) + ((0, 0),) * (x.ndim - 1))
-    y = jax.lax.map(lambda c: apply(params, c), x.reshape((n, chunk_rows) + x.shape[1:]))
+
+    def split(x):
+      x = jnp.pad(x, ((0, n * chunk_rows - b),) + ((0, 0),) * (x.ndim - 1))
+      return x.reshape((n, chunk_rows) + x.shape[1:])
+
+    y = jax.lax.map(lambda parts: apply(params, *parts), tuple(split(x) for x in xs))
     return y.reshape((n * chunk_rows,) + y.shape[2:])[:b]
 
   return chunked
@@ -107,13 +118,17 @@ class Predictor:
     chunk_rows: network rows per call inside the jitted forward (see
       `chunked_apply`); None picks `default_chunk_rows()`, 0 disables. Only
       without a mesh (or with a one-device mesh).
+    share_frames: for whole sequences, run the spatial branch once per frame
+      rather than once per window and kept frame (same result up to float32
+      summation order). Only without a mesh (or with a one-device mesh) and
+      for f > 1 kept frames.
   """
 
   def __init__(self, model, params, *, batch_size: int = 1024, flip: bool = True,
                kps_left: Sequence[int], kps_right: Sequence[int],
                joints_left: Sequence[int], joints_right: Sequence[int],
                mesh: jax.sharding.Mesh | None = None, root_joint: int | None = 0,
-               chunk_rows: int | None = None):
+               chunk_rows: int | None = None, share_frames: bool = True):
     if batch_size < 1:
       raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if chunk_rows is None:
@@ -121,8 +136,12 @@ class Predictor:
     if chunk_rows < 0:
       raise ConfigError(f"chunk_rows must be >= 0, got {chunk_rows}")
     if mesh is not None and mesh.size > 1:
-      chunk_rows = 0
+      chunk_rows, share_frames = 0, False
     network = chunked_apply(model, chunk_rows)
+    frame_net = chunked_apply(model, chunk_rows, method=type(model).frame_tokens)
+    rest_net = chunked_apply(model, chunk_rows, method=type(model).from_time_tokens)
+    self.kept_frames = int(model.kept_frames)
+    self.share_frames = bool(share_frames) and self.kept_frames > 1
     # Batch shapes `predict_sequences` may pick: multiples of one chunk's windows
     # (or of the device count), so no chunk and no device gets padding rows.
     self._align = max(1, chunk_rows // (2 if flip else 1)) if chunk_rows else 1
@@ -157,20 +176,53 @@ class Predictor:
       self._batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
       self.params = jax.device_put(params, self._replicated)
 
-    def forward(params, x):
-      """(B, F, J, 2) windows -> (B, J, 3) centre-frame poses, flip-averaged."""
-      b = x.shape[0]
+    def average(y, b):
+      """(2B or B, 1, J, 3) network output -> (B, J, 3), flip-averaged, root zeroed."""
       if self.flip:
-        mirrored = skeleton.flip_2d(x, kps_left, kps_right)
-        # Interleave (not concatenate) so each device keeps its own rows.
-        both = jnp.stack([x, mirrored], axis=1).reshape((2 * b,) + x.shape[1:])
-        y = network(params, both).reshape(b, 2, self.num_joints, 3)
+        y = y.reshape(b, 2, self.num_joints, 3)
         y = (y[:, 0] + skeleton.flip_3d(y[:, 1], joints_left, joints_right)) / 2
       else:
-        y = network(params, x)[:, 0]
+        y = y[:, 0]
       if root_joint is not None:
         y = y.at[:, root_joint].set(0.0)
       return y
+
+    def with_mirror(x):
+      """(B, ...) -> (2B, ...), each row followed by its mirrored copy (with flip).
+
+      Interleaved (not concatenated) so each device keeps its own rows."""
+      if not self.flip:
+        return x
+      mirrored = skeleton.flip_2d(x, kps_left, kps_right)
+      return jnp.stack([x, mirrored], axis=1).reshape((2 * x.shape[0],) + x.shape[1:])
+
+    def forward(params, x):
+      """(B, F, J, 2) windows -> (B, J, 3) centre-frame poses, flip-averaged."""
+      return average(network(params, with_mirror(x)), x.shape[0])
+
+    first_kept = self.pad - self.kept_frames // 2
+
+    def forward_rows(params, frames, x, kept):
+      """forward(params, x) with the spatial branch run once per frame.
+
+      frames (S, J, 2) hold every window's f centre frames, at rows kept (B, f)
+      of frames; x (B, F, J, 2) the windows themselves (for the DCT branch).
+      """
+      b = x.shape[0]
+      if self.flip:  # mirrored frames follow the plain ones; rows as in with_mirror
+        span = frames.shape[0]
+        frames = jnp.concatenate([frames, skeleton.flip_2d(frames, kps_left, kps_right)])
+        kept = jnp.stack([kept, kept + span], axis=1).reshape(2 * b, self.kept_frames)
+      tokens = frame_net(params, frames)                               # (S or 2S, D)
+      return average(rest_net(params, with_mirror(x), jnp.take(tokens, kept, axis=0)), b)
+
+    def gather_rows(data, idx, lo):
+      """(N, J, 2) frames, (B, F) rows, first centre row lo -> forward_rows' arrays:
+      the B + f - 1 frames from lo (N >= B + f - 1), the windows, their centre rows."""
+      span = idx.shape[0] + self.kept_frames - 1
+      kept = idx[:, first_kept:first_kept + self.kept_frames] - lo
+      return (jax.lax.dynamic_slice_in_dim(data, lo, span),
+              jnp.take(data, idx, axis=0, mode="clip"), kept)
 
     def gather(data, idx):
       """(N, J, 2) frames, (B, F) row indices -> (B, F, J, 2) windows."""
@@ -180,6 +232,8 @@ class Predictor:
     # as is by `poseformer_jax.export` (ONNX, StableHLO).
     self.forward_fn = forward
     options = forward_compiler_options()
+    self._forward_rows = jax.jit(forward_rows, compiler_options=options)
+    self._gather_rows = jax.jit(gather_rows)
     if mesh is None:
       self._forward = jax.jit(forward, compiler_options=options)
       self._gather = jax.jit(gather)
@@ -300,6 +354,9 @@ class Predictor:
     `batch_size`) of `data`; returns (total, J, 3)."""
     batch = batch or self.batch_size
     out = np.empty((total, self.num_joints, 3), np.float32)
+    if self.share_frames:  # forward_rows slices batch + f - 1 frames
+      data = np.concatenate([data, np.zeros((max(0, batch + self.kept_frames - 1 - len(data)),)
+                                            + data.shape[1:], data.dtype)])
     data_dev = jax.device_put(data, self._replicated)
     pending: collections.deque = collections.deque()
 
@@ -313,10 +370,21 @@ class Predictor:
       n = len(idx)
       if n < batch:  # pad with copies of the last window; dropped below
         idx = np.concatenate([idx, np.broadcast_to(idx[-1:], (batch - n, idx.shape[1]))])
-      idx_dev = jax.device_put(idx.astype(np.int32, copy=False), self._batch_sharding)
-      pending.append((first, n, self._forward(self.params, self._gather(data_dev, idx_dev))))
+      pending.append((first, n, self._forward_batch(data_dev, idx)))
       if len(pending) > MAX_IN_FLIGHT:
         fetch_oldest()
     while pending:
       fetch_oldest()
     return out
+
+  def _forward_batch(self, data_dev: jax.Array, idx: np.ndarray) -> jax.Array:
+    """Dispatches one batch: (B, F) rows of the device frames -> (B, J, 3), not awaited."""
+    idx = idx.astype(np.int32, copy=False)
+    if self.share_frames:
+      kept = idx[:, self.pad - self.kept_frames // 2:][:, :self.kept_frames]
+      span = len(idx) + self.kept_frames - 1
+      lo = min(int(kept.min()), data_dev.shape[0] - span)
+      if int(kept.max()) - lo < span:  # consecutive windows, as sequences give
+        return self._forward_rows(self.params, *self._gather_rows(data_dev, idx, np.int32(lo)))
+    idx_dev = jax.device_put(idx, self._batch_sharding)
+    return self._forward(self.params, self._gather(data_dev, idx_dev))

@@ -307,10 +307,30 @@ class PoseFormerV2(nn.Module):
           f"expected input (B, {self.num_frames}, {self.num_joints}, 2), got {x.shape}")
     x = x.astype(self.dtype)
     time_tokens = self.spatial(self.centre_frames(x), deterministic)  # (B, f, D)
-    freq_tokens = self.frequency(x)  # (B, n, D)
+    return self.from_time_tokens(x, time_tokens, deterministic)
+
+  def frame_tokens(self, frames: jax.Array, deterministic: bool = True) -> jax.Array:
+    """The spatial branch on single frames. (N, J, 2) normalised screen coords -> (N, D).
+
+    The spatial branch sees each kept frame alone, so a window's time tokens are
+    the tokens of its f centre frames: sliding windows over a sequence can
+    compute each frame's once (`poseformer_jax.inference`) instead of f times.
+    """
+    x = frames.astype(self.dtype)[:, None]
+    return self.spatial(x, deterministic)[:, 0]
+
+  def from_time_tokens(self, x: jax.Array, time_tokens: jax.Array,
+                       deterministic: bool = True) -> jax.Array:
+    """The rest of the network: DCT branch, mixed blocks, heads.
+
+    x (B, F, J, 2) windows and time_tokens (B, f, D) (the spatial branch on
+    their centre frames) -> (B, 1, J, 3), metres, root-relative.
+    """
+    b, j = x.shape[0], self.num_joints
+    freq_tokens = self.frequency(x.astype(self.dtype))  # (B, n, D)
     tokens = jnp.concatenate([
         freq_tokens + self.freq_pos_embed.astype(self.dtype),
-        time_tokens + self.time_pos_embed.astype(self.dtype)], axis=1)
+        time_tokens.astype(self.dtype) + self.time_pos_embed.astype(self.dtype)], axis=1)
     for blk in self.mixed_blocks:
       tokens = blk(tokens, deterministic)
     tokens = self.temporal_norm(tokens)

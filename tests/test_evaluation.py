@@ -127,7 +127,7 @@ def test_batch_padding_and_single_compilation(predictors):
   pred8 = predictors(batch_size=8)
   ref = [pred8.predict_sequence(s) for s in seqs]
   # One forward compilation for every sequence length (partial batches padded).
-  assert pred8._forward._cache_size() == 1
+  assert pred8.share_frames and pred8._forward_rows._cache_size() == 1
   for bs in (5, 64):
     other = predictors(batch_size=bs)
     for s, r in zip(seqs, ref):
@@ -135,7 +135,7 @@ def test_batch_padding_and_single_compilation(predictors):
   # Batched across sequences: same as one at a time.
   done = []
   multi = pred8.predict_sequences(seqs, progress=done.append)
-  assert pred8._forward._cache_size() == 1
+  assert pred8._forward_rows._cache_size() == 1
   assert [m.shape for m in multi] == [r.shape for r in ref]
   for m, r in zip(multi, ref):
     np.testing.assert_allclose(m, r, rtol=1e-5, atol=1e-6)
@@ -159,6 +159,27 @@ def test_chunked_forward_matches_one_call(tiny, predictors, chunk_rows):
   assert ("while" in lowered) == (chunk_rows < 7)
   np.testing.assert_allclose(chunked_apply(model, chunk_rows)(params, x),
                              chunked_apply(model, 0)(params, x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_shared_frames_match_one_spatial_pass_per_window(predictors, flip):
+  """Running the spatial branch once per frame (share_frames) gives the per-window result, for
+  sequences shorter than a window, batches across sequence borders and padded last batches."""
+  rng = np.random.default_rng(11)
+  seqs = [_keypoints(rng, t) for t in (1, 2, 5, 8, 13, 30)]
+  shared = predictors(batch_size=8, flip=flip)
+  plain = predictors(batch_size=8, flip=flip, share_frames=False)
+  assert shared.share_frames and not plain.share_frames
+  for a, b in zip(shared.predict_sequences(seqs), plain.predict_sequences(seqs)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(shared.predict_sequence(seqs[-1]), plain.predict_sequence(seqs[-1]),
+                             rtol=1e-5, atol=1e-6)
+  # Windows that are not consecutive (a hand-made index batch) take the per-window path.
+  data = jax.device_put(np.concatenate(seqs))
+  idx = np.stack([np.arange(9), np.arange(40, 49)] * 4).astype(np.int32)
+  np.testing.assert_allclose(np.asarray(shared._forward_batch(data, idx)),
+                             np.asarray(plain._forward_batch(data, idx)), rtol=1e-5, atol=1e-6)
+  assert shared._forward._cache_size() >= 1
 
 
 def test_batch_for_pads_least_and_keeps_results(predictors):
