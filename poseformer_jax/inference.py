@@ -100,6 +100,73 @@ def chunked_apply(model, chunk_rows: int, method=None) -> Callable[..., jax.Arra
   return chunked
 
 
+def network_functions(model, chunk_rows: int, flip: bool, kps_flip: tuple, joints_flip: tuple,
+                      root_joint: int | None) -> tuple[Callable, Callable, Callable]:
+  """The pure functions behind every prediction: (forward, forward_rows, gather_rows).
+
+  forward(params, x (B, F, J, 2)) -> (B, J, 3): the network on whole windows, with the
+  mirrored copy averaged in when `flip` (kps_flip / joints_flip are the (left, right) 2D
+  and 3D index pairs) and `root_joint` set to 0 (None: raw output). forward_rows does the
+  same for consecutive windows of one frame array, the spatial branch once per frame;
+  gather_rows(data (N, J, 2), idx (B, F), lo) makes its arguments. Shapes and units as in
+  `chunked_apply`; rows run in chunks of `chunk_rows`.
+  """
+  (kps_left, kps_right), (joints_left, joints_right) = kps_flip, joints_flip
+  num_joints, kept_frames = int(model.num_joints), int(model.kept_frames)
+  first_kept = (int(model.num_frames) - 1) // 2 - kept_frames // 2
+  network = chunked_apply(model, chunk_rows)
+  frame_net = chunked_apply(model, chunk_rows, method=type(model).frame_tokens)
+  rest_net = chunked_apply(model, chunk_rows, method=type(model).from_time_tokens)
+
+  def average(y, b):
+    """(2B or B, 1, J, 3) network output -> (B, J, 3), flip-averaged, root zeroed."""
+    if flip:
+      y = y.reshape(b, 2, num_joints, 3)
+      y = (y[:, 0] + skeleton.flip_3d(y[:, 1], joints_left, joints_right)) / 2
+    else:
+      y = y[:, 0]
+    if root_joint is not None:
+      y = y.at[:, root_joint].set(0.0)
+    return y
+
+  def with_mirror(x):
+    """(B, ...) -> (2B, ...), each row followed by its mirrored copy (with flip).
+
+    Interleaved (not concatenated) so each device keeps its own rows."""
+    if not flip:
+      return x
+    mirrored = skeleton.flip_2d(x, kps_left, kps_right)
+    return jnp.stack([x, mirrored], axis=1).reshape((2 * x.shape[0],) + x.shape[1:])
+
+  def forward(params, x):
+    """(B, F, J, 2) windows -> (B, J, 3) centre-frame poses, flip-averaged."""
+    return average(network(params, with_mirror(x)), x.shape[0])
+
+  def forward_rows(params, frames, x, kept):
+    """forward(params, x) with the spatial branch run once per frame.
+
+    frames (S, J, 2) hold every window's f centre frames, at rows kept (B, f)
+    of frames; x (B, F, J, 2) the windows themselves (for the DCT branch).
+    """
+    b = x.shape[0]
+    if flip:  # mirrored frames follow the plain ones; rows as in with_mirror
+      span = frames.shape[0]
+      frames = jnp.concatenate([frames, skeleton.flip_2d(frames, kps_left, kps_right)])
+      kept = jnp.stack([kept, kept + span], axis=1).reshape(2 * b, kept_frames)
+    tokens = frame_net(params, frames)                               # (S or 2S, D)
+    return average(rest_net(params, with_mirror(x), jnp.take(tokens, kept, axis=0)), b)
+
+  def gather_rows(data, idx, lo):
+    """(N, J, 2) frames, (B, F) rows, first centre row lo -> forward_rows' arrays:
+    the B + f - 1 frames from lo (N >= B + f - 1), the windows, their centre rows."""
+    span = idx.shape[0] + kept_frames - 1
+    kept = idx[:, first_kept:first_kept + kept_frames] - lo
+    return (jax.lax.dynamic_slice_in_dim(data, lo, span),
+            jnp.take(data, idx, axis=0, mode="clip"), kept)
+
+  return forward, forward_rows, gather_rows
+
+
 class Predictor:
   """Runs a PoseFormerV2 over whole 2D sequences.
 
@@ -137,9 +204,6 @@ class Predictor:
       raise ConfigError(f"chunk_rows must be >= 0, got {chunk_rows}")
     if mesh is not None and mesh.size > 1:
       chunk_rows, share_frames = 0, False
-    network = chunked_apply(model, chunk_rows)
-    frame_net = chunked_apply(model, chunk_rows, method=type(model).frame_tokens)
-    rest_net = chunked_apply(model, chunk_rows, method=type(model).from_time_tokens)
     self.kept_frames = int(model.kept_frames)
     self.share_frames = bool(share_frames) and self.kept_frames > 1
     # Batch shapes `predict_sequences` may pick: multiples of one chunk's windows
@@ -176,53 +240,9 @@ class Predictor:
       self._batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
       self.params = jax.device_put(params, self._replicated)
 
-    def average(y, b):
-      """(2B or B, 1, J, 3) network output -> (B, J, 3), flip-averaged, root zeroed."""
-      if self.flip:
-        y = y.reshape(b, 2, self.num_joints, 3)
-        y = (y[:, 0] + skeleton.flip_3d(y[:, 1], joints_left, joints_right)) / 2
-      else:
-        y = y[:, 0]
-      if root_joint is not None:
-        y = y.at[:, root_joint].set(0.0)
-      return y
-
-    def with_mirror(x):
-      """(B, ...) -> (2B, ...), each row followed by its mirrored copy (with flip).
-
-      Interleaved (not concatenated) so each device keeps its own rows."""
-      if not self.flip:
-        return x
-      mirrored = skeleton.flip_2d(x, kps_left, kps_right)
-      return jnp.stack([x, mirrored], axis=1).reshape((2 * x.shape[0],) + x.shape[1:])
-
-    def forward(params, x):
-      """(B, F, J, 2) windows -> (B, J, 3) centre-frame poses, flip-averaged."""
-      return average(network(params, with_mirror(x)), x.shape[0])
-
-    first_kept = self.pad - self.kept_frames // 2
-
-    def forward_rows(params, frames, x, kept):
-      """forward(params, x) with the spatial branch run once per frame.
-
-      frames (S, J, 2) hold every window's f centre frames, at rows kept (B, f)
-      of frames; x (B, F, J, 2) the windows themselves (for the DCT branch).
-      """
-      b = x.shape[0]
-      if self.flip:  # mirrored frames follow the plain ones; rows as in with_mirror
-        span = frames.shape[0]
-        frames = jnp.concatenate([frames, skeleton.flip_2d(frames, kps_left, kps_right)])
-        kept = jnp.stack([kept, kept + span], axis=1).reshape(2 * b, self.kept_frames)
-      tokens = frame_net(params, frames)                               # (S or 2S, D)
-      return average(rest_net(params, with_mirror(x), jnp.take(tokens, kept, axis=0)), b)
-
-    def gather_rows(data, idx, lo):
-      """(N, J, 2) frames, (B, F) rows, first centre row lo -> forward_rows' arrays:
-      the B + f - 1 frames from lo (N >= B + f - 1), the windows, their centre rows."""
-      span = idx.shape[0] + self.kept_frames - 1
-      kept = idx[:, first_kept:first_kept + self.kept_frames] - lo
-      return (jax.lax.dynamic_slice_in_dim(data, lo, span),
-              jnp.take(data, idx, axis=0, mode="clip"), kept)
+    forward, forward_rows, gather_rows = network_functions(
+        model, chunk_rows, self.flip, (kps_left, kps_right), (joints_left, joints_right),
+        root_joint)
 
     def gather(data, idx):
       """(N, J, 2) frames, (B, F) row indices -> (B, F, J, 2) windows."""
