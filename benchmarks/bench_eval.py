@@ -122,7 +122,8 @@ def run(variant, actions, frames, batch_size, repeats):
   # The same number of forward calls at the same shape, nothing else (the pass's floor).
   pass_batch = predictor.batch_for(total)  # the batch the pass picks for this many windows
   n_calls = -(-total // pass_batch)
-  frames = jax.device_put(np.concatenate([s.keypoints_2d for s in sequences]))
+  frames = np.concatenate([s.keypoints_2d for s in sequences])
+  frames = jax.device_put(np.pad(frames, ((0, max(0, 2 * pass_batch - total)), (0, 0), (0, 0))))
   offsets = np.arange(model.num_frames) - predictor.pad
   idx = np.clip(np.arange(pass_batch)[:, None] + offsets, 0, total - 1).astype(np.int32)
 

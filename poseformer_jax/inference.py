@@ -404,7 +404,7 @@ class Predictor:
       kept = idx[:, self.pad - self.kept_frames // 2:][:, :self.kept_frames]
       span = len(idx) + self.kept_frames - 1
       lo = min(int(kept.min()), data_dev.shape[0] - span)
-      if int(kept.max()) - lo < span:  # consecutive windows, as sequences give
+      if lo >= 0 and int(kept.max()) - lo < span:  # consecutive windows, as sequences give
         return self._forward_rows(self.params, *self._gather_rows(data_dev, idx, np.int32(lo)))
     idx_dev = jax.device_put(idx, self._batch_sharding)
     return self._forward(self.params, self._gather(data_dev, idx_dev))

@@ -179,6 +179,11 @@ def test_shared_frames_match_one_spatial_pass_per_window(predictors, flip):
   idx = np.stack([np.arange(9), np.arange(40, 49)] * 4).astype(np.int32)
   np.testing.assert_allclose(np.asarray(shared._forward_batch(data, idx)),
                              np.asarray(plain._forward_batch(data, idx)), rtol=1e-5, atol=1e-6)
+  # Fewer frames than a batch's span (B + f - 1 = 10 > 9): the per-window path as well.
+  few = jax.device_put(seqs[3][:9])
+  idx = np.clip(np.arange(8)[:, None] + np.arange(9) - 4, 0, 8).astype(np.int32)
+  np.testing.assert_allclose(np.asarray(shared._forward_batch(few, idx)),
+                             np.asarray(plain._forward_batch(few, idx)), rtol=1e-5, atol=1e-6)
   assert shared._forward._cache_size() >= 1
 
 
