@@ -105,6 +105,19 @@ def test_publish_writes_weights_curve_and_card(tmp_path):
        "--name=tiny", f"--eval_json={tmp_path / 'gt.json'}", f"--out={out}"],
       capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
   assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr
+  # --average_with ships the mean of two runs' parameters (a model soup), and says so.
+  other = tmp_path / "other"
+  doubled = jax.tree.map(lambda x: 3.0 * np.asarray(x), params)
+  ckpt_lib.save_params(other / "best", doubled, config)
+  soup = subprocess.run(
+      [sys.executable, "-m", "poseformer_jax.pretrained.publish", f"--workdir={run}",
+       "--name=soup", f"--eval_json={tmp_path / 'gt.json'}", f"--average_with={other}",
+       f"--out={out}"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+  assert soup.returncode == 0, soup.stderr
+  _, mean, _ = ckpt_lib.load_checkpoint(pretrained.path("pretrained:soup", out))
+  for got, want in zip(jax.tree.leaves(mean), jax.tree.leaves(params)):
+    np.testing.assert_allclose(got, 2.0 * np.asarray(want), rtol=2e-3, atol=1e-4)
+  assert "uniform model soup" in (out / "soup.md").read_text()
   # A run that continued `run` (train.init_from): its log follows the earlier one's, and
   # --card_only rewrites the card of the published weights with the check line.
   cont = tmp_path / "cont"

@@ -19,7 +19,10 @@ The card's check line needs the published weights, so it is a second call:
     python -m poseformer_jax.pretrained.publish ... --card_only --check_json=check.json
 
 ``--prior_workdirs`` lists the runs a ``train.init_from`` run continued; their
-logs lead the curve and the step count.
+logs lead the curve and the step count. ``--average_with`` ships a uniform
+model soup: the mean of this run's best parameters and those of other runs
+that share its initialisation (e.g. a run and the run it continued); the card
+says which runs.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ _NOTES = flags.DEFINE_string("notes_file", None, "Markdown appended to the card 
 _OUT = flags.DEFINE_string("out", str(HERE), "Folder of shipped models.")
 _PRIOR = flags.DEFINE_list("prior_workdirs", [], "Earlier runs this one continued "
                            "(train.init_from), oldest first: their logs lead the curve.")
+_AVERAGE = flags.DEFINE_list("average_with", [], "Other runs (or checkpoints) whose best "
+                             "parameters are averaged with this run's (a uniform model soup).")
 _CARD_ONLY = flags.DEFINE_bool("card_only", False, "Keep the already published weights; "
                                 "rewrite only the card and the curve (e.g. with --check_json).")
 _CHECK_JSON = flags.DEFINE_string("check_json", None, "eval.py --output of the published "
@@ -90,9 +95,21 @@ def half_params(params):
   return jax.tree.map(lambda x: np.asarray(x, np.float16), params)
 
 
-def write_weights(workdir: Path, out_dir: Path):
-  """Writes the run's best parameters in float16; returns (config, float32 params)."""
+def average_params(trees: list) -> dict:
+  """The element-wise mean of parameter trees of one architecture (float64 sum, float32 out)."""
+  return jax.tree.map(lambda *xs: (sum(np.asarray(x, np.float64) for x in xs) / len(xs)
+                                   ).astype(np.float32), *trees)
+
+
+def write_weights(workdir: Path, out_dir: Path, average_with: list[Path] = ()):
+  """Writes the run's best parameters (averaged with those of `average_with`) in float16;
+  returns (config, float32 params)."""
   _, params, config = ckpt_lib.load_checkpoint(workdir)
+  if average_with:
+    others = [ckpt_lib.load_checkpoint(p)[1] for p in average_with]
+    for other, where in zip(others, average_with):
+      ckpt_lib.check_params_match(other, params, str(where))
+    params = average_params([params] + others)
   clean = config_lib.base_config()
   config.data.root = clean.data.root  # no machine path in a shipped file
   if out_dir.exists():
@@ -149,7 +166,7 @@ def size_of(folder: Path) -> int:
 
 def card_text(name: str, config, records: list[dict], results: list[dict], labels: list[str],
               command: str, hardware: str, size: int, notes: str,
-              check: dict | None = None) -> str:
+              check: dict | None = None, average_with: tuple = ()) -> str:
   """The model card (markdown). `records` may span several continued runs (`read_lineage`)."""
   m, t, d = config.model, config.train, config.data
   hours = sum(r.get("epoch_time_s", 0.0) for r in records) / 3600.0
@@ -196,8 +213,10 @@ def card_text(name: str, config, records: list[dict], results: list[dict], label
       f"- Best validation P1 during training: "
       + (f"{best['val_p1']:.2f} mm at step {best['step']} (first {config.eval.max_frames} "
          "frames of each S8 sequence)." if best else "none."),
-      f"- Shipped: the best-validation parameters in float16 ({size / 1e6:.1f} MB); loading "
-      "widens them to float32.",
+      (f"- Shipped: the mean of the best-validation parameters of this run and of "
+       f"{len(average_with)} other run(s) sharing its initialisation (a uniform model soup; "
+       "see the notes)" if average_with else "- Shipped: the best-validation parameters")
+      + f" in float16 ({size / 1e6:.1f} MB); loading widens them to float32.",
       "", "Command:", "", "```", command, "```", "",
   ]
   if check is not None:
@@ -228,7 +247,7 @@ def main(argv) -> int:
     if _CARD_ONLY.value:
       _, _, config = ckpt_lib.load_checkpoint(out / _NAME.value)
     else:
-      config, _ = write_weights(workdir, out / _NAME.value)
+      config, _ = write_weights(workdir, out / _NAME.value, [Path(p) for p in _AVERAGE.value])
     size = size_of(out / _NAME.value)
     total = sum(size_of(p) for p in out.iterdir() if p.is_dir())
     if total > MAX_SHIPPED_BYTES:
@@ -240,7 +259,7 @@ def main(argv) -> int:
     notes = Path(_NOTES.value).read_text() if _NOTES.value else ""
     (out / f"{_NAME.value}.md").write_text(card_text(
         _NAME.value, config, records, results, labels, _COMMAND.value, _HARDWARE.value, size,
-        notes, check))
+        notes, check, tuple(_AVERAGE.value)))
   except (PoseFormerError, OSError, ValueError, KeyError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
