@@ -21,7 +21,7 @@ install-test:
 # skater, examples/) lifted by the model shipped in the package, a rendered 3D animation and
 # a contact sheet (drawn over the video when ../shared/data has it, else on a blank canvas)
 # and npz/JSON/BVH in runs/demo/, then the run's summary. Nothing is downloaded.
-DEMO_CHECKPOINT ?= pretrained:h36m-81_1_3-gt
+DEMO_CHECKPOINT ?= pretrained:h36m-81_1_3-mix
 DEMO_VIDEO := $(wildcard ../shared/data/video/skater.mp4)
 demo: install
 	mkdir -p runs/demo

@@ -3,7 +3,7 @@
 Function::
 
     from poseformer_jax import lift
-    poses = lift(keypoints_2d, image_size=(1280, 720), checkpoint="pretrained:h36m-81_1_3-gt")
+    poses = lift(keypoints_2d, image_size=(1280, 720), checkpoint="pretrained:h36m-81_1_3-mix")
     # many clips: a Lifter loads the checkpoint once and owns its compiled forward pass
     from poseformer_jax.lift import Lifter
     lifter = Lifter("ckpt/")
@@ -39,7 +39,7 @@ from absl import flags
 
 from poseformer_jax import cli
 
-DEFAULT_CHECKPOINT = "pretrained:h36m-81_1_3-gt"
+DEFAULT_CHECKPOINT = "pretrained:h36m-81_1_3-mix"
 
 
 class Lifter:

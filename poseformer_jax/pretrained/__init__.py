@@ -1,7 +1,7 @@
 """Models trained by this project, shipped inside the package: loaded by name, offline.
 
     from poseformer_jax import load_checkpoint
-    model, params, config = load_checkpoint("pretrained:h36m-81_1_3-gt")
+    model, params, config = load_checkpoint("pretrained:h36m-81_1_3-mix")
 
 Each model is a checkpoint directory of the project's one format (an orbax
 manager folder, see `poseformer_jax.checkpoint`) stored beside this file, with
@@ -21,7 +21,7 @@ from poseformer_jax.errors import PoseFormerError
 
 PREFIX = "pretrained:"
 _HERE = Path(__file__).resolve().parent
-DEFAULT = "h36m-81_1_3-gt"
+DEFAULT = "h36m-81_1_3-mix"
 
 
 # The fixed subset on which a shipped model is re-evaluated against its card: these

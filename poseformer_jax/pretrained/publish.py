@@ -1,6 +1,6 @@
 """Turns a training run into a shipped model: float16 weights, learning curve, model card.
 
-    python -m poseformer_jax.pretrained.publish --workdir=RUN --name=h36m-81_1_3-gt \\
+    python -m poseformer_jax.pretrained.publish --workdir=RUN --name=h36m-81_1_3-mix \\
         --eval_json=gt.json[,sh.json] --eval_labels="GT 2D,SH detections" \\
         --command="python train.py ..." --hardware="2-core CPU"
 
@@ -46,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 MAX_SHIPPED_BYTES = 30 * 1024 * 1024  # every shipped model together (the repo travels to GPUs)
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to publish.")
-_NAME = flags.DEFINE_string("name", None, "Model name, e.g. h36m-81_1_3-gt.")
+_NAME = flags.DEFINE_string("name", None, "Model name, e.g. h36m-81_1_3-mix.")
 _EVAL_JSON = flags.DEFINE_list("eval_json", [], "eval.py --output files (first = headline).")
 _EVAL_LABELS = flags.DEFINE_list("eval_labels", [], "One label per eval JSON (2D source).")
 _COMMAND = flags.DEFINE_string("command", "", "The exact training command, for the card.")
@@ -197,7 +197,10 @@ def card_text(name: str, config, records: list[dict], results: list[dict], label
       action_table(results, labels), "",
       "## Training", "",
       f"- Data: Human3.6M subjects `{d.subjects_train}` (validation and test: `{d.subjects_test}`), "
-      f"2D input `{d.keypoints}`, every frame (downsample {d.downsample}), flip augmentation, "
+      f"2D input `{d.keypoints}`"
+      + (f" plus a copy of every training sequence with `{d.keypoints_mix}` 2D (detection mix, "
+         "`data.keypoints_mix`)" if d.get("keypoints_mix") else "")
+      + f", every frame (downsample {d.downsample}), flip augmentation, "
       f"2D input noise with a per-sample std uniform in [0, {d.noise_std}] (normalised units; "
       f"{d.noise_std * 500:.0f} px on a 1000-px camera).",
       f"- Recipe `{config.get('recipe', 'upstream')}`: AdamW, peak lr {t.learning_rate}, "
