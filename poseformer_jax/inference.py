@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from poseformer_jax import model as model_lib
 from poseformer_jax.data import skeleton
 from poseformer_jax.data import windows
 from poseformer_jax.errors import ConfigError, DataError
@@ -113,7 +114,7 @@ def network_functions(model, chunk_rows: int, flip: bool, kps_flip: tuple, joint
   """
   (kps_left, kps_right), (joints_left, joints_right) = kps_flip, joints_flip
   num_joints, kept_frames = int(model.num_joints), int(model.kept_frames)
-  first_kept = (int(model.num_frames) - 1) // 2 - kept_frames // 2
+  first_kept = model_lib.centre_start(model.num_frames, kept_frames)
   network = chunked_apply(model, chunk_rows)
   frame_net = chunked_apply(model, chunk_rows, method=type(model).frame_tokens)
   rest_net = chunked_apply(model, chunk_rows, method=type(model).from_time_tokens)
@@ -374,9 +375,9 @@ class Predictor:
     `batch_size`) of `data`; returns (total, J, 3)."""
     batch = batch or self.batch_size
     out = np.empty((total, self.num_joints, 3), np.float32)
-    if self.share_frames:  # forward_rows slices batch + f - 1 frames
-      data = np.concatenate([data, np.zeros((max(0, batch + self.kept_frames - 1 - len(data)),)
-                                            + data.shape[1:], data.dtype)])
+    short = batch + self.kept_frames - 1 - len(data)
+    if self.share_frames and short > 0:  # forward_rows slices batch + f - 1 frames
+      data = np.concatenate([data, np.zeros((short,) + data.shape[1:], data.dtype)])
     data_dev = jax.device_put(data, self._replicated)
     pending: collections.deque = collections.deque()
 
@@ -401,7 +402,8 @@ class Predictor:
     """Dispatches one batch: (B, F) rows of the device frames -> (B, J, 3), not awaited."""
     idx = idx.astype(np.int32, copy=False)
     if self.share_frames:
-      kept = idx[:, self.pad - self.kept_frames // 2:][:, :self.kept_frames]
+      first = model_lib.centre_start(self.num_frames, self.kept_frames)
+      kept = idx[:, first:first + self.kept_frames]
       span = len(idx) + self.kept_frames - 1
       lo = min(int(kept.min()), data_dev.shape[0] - span)
       if lo >= 0 and int(kept.max()) - lo < span:  # consecutive windows, as sequences give

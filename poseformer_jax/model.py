@@ -297,7 +297,7 @@ class PoseFormerV2(nn.Module):
 
   def centre_frames(self, x: jax.Array) -> jax.Array:
     """The f frames around the centre index (F-1)//2. (B, F, J, 2) -> (B, f, J, 2)."""
-    start = (self.num_frames - 1) // 2 - self.kept_frames // 2
+    start = centre_start(self.num_frames, self.kept_frames)
     return x[:, start:start + self.kept_frames]
 
   def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
@@ -339,6 +339,11 @@ class PoseFormerV2(nn.Module):
         [self.freq_mean(tokens[:, :n]), self.time_mean(tokens[:, n:])], axis=-1)  # (B, 1, 2D)
     out = self.head(self.head_norm(pooled))
     return out.reshape(b, 1, j, 3).astype(jnp.float32)
+
+
+def centre_start(num_frames: int, kept_frames: int) -> int:
+  """Index in the F-frame window of the first of the f centre frames the spatial branch sees."""
+  return (int(num_frames) - 1) // 2 - int(kept_frames) // 2
 
 
 def from_config(model_cfg) -> PoseFormerV2:
