@@ -56,6 +56,11 @@ CPU_CHUNK_ROWS = 256
 # Training keeps XLA's defaults, which measured faster for the backward pass.
 CPU_FORWARD_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
+# The spatial branch's attention form for forward passes on a CPU (`model.Attention`):
+# with the options above, broadcast products ran whole forwards 6-13 % faster than
+# batched dots (243_27_27, 81_9_9, 27_3_3 at batch 64-256; benchmarks/README).
+CPU_FORWARD_SPATIAL_ATTENTION = "broadcast"
+
 # What one more forward pass costs the host (index batch, transfer, dispatch), in
 # windows of compute; `Predictor.batch_for` weighs it against padded windows.
 PASS_COST_WINDOWS = 16
@@ -64,6 +69,14 @@ PASS_COST_WINDOWS = 16
 def forward_compiler_options() -> dict:
   """`jax.jit(..., compiler_options=...)` for a forward pass on the default backend."""
   return dict(CPU_FORWARD_OPTIONS) if jax.default_backend() == "cpu" else {}
+
+
+def forward_model(model):
+  """`model` as forward passes on the default backend run it: on a CPU its spatial
+  attention in `CPU_FORWARD_SPATIAL_ATTENTION` form (same parameters and values)."""
+  if jax.default_backend() == "cpu" and hasattr(model, "spatial_attention"):
+    return model.clone(spatial_attention=CPU_FORWARD_SPATIAL_ATTENTION)
+  return model
 
 
 def default_chunk_rows() -> int:
@@ -80,8 +93,11 @@ def chunked_apply(model, chunk_rows: int, method=None) -> Callable[..., jax.Arra
   array arguments share the leading axis B). With ``0 < chunk_rows < B`` the
   rows go through `jax.lax.map` in chunks of `chunk_rows` (B padded up to a
   multiple, padding dropped). Not for sharded batches (a chunk would cut
-  across devices), nor for a symbolic B (export).
+  across devices), nor for a symbolic B (export). The model runs as
+  `forward_model` makes it.
   """
+  model = forward_model(model)
+
   def apply(params, *xs):
     return model.apply({"params": params}, *xs, deterministic=True, method=method)
 

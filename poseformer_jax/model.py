@@ -95,12 +95,24 @@ class FreqMlp(nn.Module):
     return jnp.einsum("lk,bkd->bld", inv, x)
 
 
+ATTENTION_FORMS = ("dot", "broadcast")
+
+
 class Attention(nn.Module):
-  """Multi-head self-attention with one fused qkv projection. (B, N, D) -> (B, N, D)."""
+  """Multi-head self-attention with one fused qkv projection. (B, N, D) -> (B, N, D).
+
+  `form` says how the per-head products q.k and w.v are written, same values
+  (to float rounding): 'dot', batched dot products; 'broadcast', a broadcast
+  multiply and a sum over the head dimension. For the spatial branch (head dim
+  4, 17 tokens) the dots are thousands of tiny matrix products, and XLA:CPU runs
+  the broadcast form's forward faster (with `inference.CPU_FORWARD_OPTIONS`);
+  its backward is slower under the default options, so training keeps 'dot'.
+  """
 
   num_heads: int
   qkv_bias: bool = True
   dtype: Dtype = jnp.float32
+  form: str = "dot"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -109,10 +121,16 @@ class Attention(nn.Module):
     qkv = nn.Dense(3 * d, use_bias=self.qkv_bias, dtype=self.dtype, name="qkv")(x)
     qkv = qkv.reshape(b, n, 3, self.num_heads, head_dim)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, N, H, Dh)
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * (head_dim ** -0.5)
-    weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(self.dtype)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, n, d)
-    return nn.Dense(d, dtype=self.dtype, name="proj")(out)
+    scale = head_dim ** -0.5
+    if self.form == "broadcast":
+      logits = jnp.sum(q[:, :, None] * k[:, None], axis=-1) * scale  # (B, Nq, Nk, H)
+      weights = jax.nn.softmax(logits.astype(jnp.float32), axis=2).astype(self.dtype)
+      out = jnp.sum(weights[..., None] * v[:, None], axis=2)  # (B, Nq, H, Dh)
+    else:
+      logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * scale
+      weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(self.dtype)
+      out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+    return nn.Dense(d, dtype=self.dtype, name="proj")(out.reshape(b, n, d))
 
 
 def _layer_norm(name: str, dtype: Dtype, eps: float = BLOCK_NORM_EPS) -> nn.LayerNorm:
@@ -132,11 +150,13 @@ class _BlockFields(nn.Module):
 class Block(_BlockFields):
   """Pre-norm transformer block (attention + MLP), used by the spatial branch."""
 
+  attention: str = "dot"  # `Attention.form`
+
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
     d = x.shape[-1]
     drop = DropPath(self.drop_path)
-    h = Attention(self.num_heads, self.qkv_bias, self.dtype, name="attn")(
+    h = Attention(self.num_heads, self.qkv_bias, self.dtype, self.attention, name="attn")(
         _layer_norm("norm1", self.dtype)(x))
     x = x + drop(h, deterministic)
     h = Mlp(int(d * self.mlp_ratio), self.dtype, name="mlp")(
@@ -191,6 +211,7 @@ class SpatialBranch(nn.Module):
   qkv_bias: bool
   drop_path_rate: float
   dtype: Dtype = jnp.float32
+  attention: str = "dot"  # `Attention.form`
 
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
@@ -202,7 +223,7 @@ class SpatialBranch(nn.Module):
     x = x + pos.astype(self.dtype)
     for i, rate in enumerate(drop_path_rates(self.drop_path_rate, self.depth)):
       x = Block(self.num_heads, self.mlp_ratio, self.qkv_bias, rate, self.dtype,
-                name=f"block_{i}")(x, deterministic)
+                self.attention, name=f"block_{i}")(x, deterministic)
     x = _layer_norm("norm", self.dtype)(x)
     return x.reshape(b, f, j * c)
 
@@ -249,7 +270,9 @@ class PoseFormerV2(nn.Module):
   field), `kept_frames` f (odd, centre frames for the spatial branch),
   `kept_coeffs` n (DCT coefficients), `num_joints` J, `embed_dim_ratio` C
   (temporal width is J*C), `depth`, `num_heads`, `mlp_ratio`, `qkv_bias`,
-  `drop_path_rate`; `dtype` is the compute dtype (parameters stay float32).
+  `drop_path_rate`; `dtype` is the compute dtype (parameters stay float32);
+  `spatial_attention` the spatial branch's `Attention.form` (same parameters,
+  same values; `inference` picks 'broadcast' for forward passes on a CPU).
 
   Call: ``model.apply({'params': p}, x, deterministic=True)`` with x of shape
   (B, F, J, 2) in normalised screen coordinates -> (B, 1, J, 3), metres,
@@ -268,18 +291,22 @@ class PoseFormerV2(nn.Module):
   qkv_bias: bool = True
   drop_path_rate: float = 0.1
   dtype: Dtype = jnp.float32
+  spatial_attention: str = "dot"
 
   def setup(self):
     if self.kept_frames > self.num_frames or self.kept_frames < 1:
       raise ValueError(
           f"kept_frames={self.kept_frames} must be in [1, num_frames={self.num_frames}]")
+    if self.spatial_attention not in ATTENTION_FORMS:
+      raise ValueError(f"spatial_attention={self.spatial_attention!r} must be one of "
+                       f"{ATTENTION_FORMS}")
     if self.kept_coeffs > self.num_frames or self.kept_coeffs < 1:
       raise ValueError(
           f"kept_coeffs={self.kept_coeffs} must be in [1, num_frames={self.num_frames}]")
     embed_dim = self.embed_dim_ratio * self.num_joints
     self.spatial = SpatialBranch(
         self.embed_dim_ratio, self.depth, self.num_heads, self.mlp_ratio,
-        self.qkv_bias, self.drop_path_rate, self.dtype, name="spatial")
+        self.qkv_bias, self.drop_path_rate, self.dtype, self.spatial_attention, name="spatial")
     self.frequency = FrequencyBranch(self.kept_coeffs, embed_dim, self.dtype, name="frequency")
     self.time_pos_embed = self.param(
         "time_pos_embed", nn.initializers.zeros, (1, self.kept_frames, embed_dim))

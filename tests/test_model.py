@@ -131,3 +131,37 @@ def test_gelu_is_the_exact_erf_form():
   want = 0.5 * (1 + np.array([erf(v / sqrt(2.0)) for v in x.astype(np.float64)])) + \
       x * np.exp(-0.5 * x.astype(np.float64) ** 2) / np.sqrt(2 * np.pi)
   np.testing.assert_allclose(grad, want, rtol=0, atol=5e-6)
+
+
+def test_broadcast_spatial_attention_equals_the_dot_form():
+  """The spatial branch's attention written as broadcast products gives the dot form's
+  outputs and gradients from the same parameters (it is only another way to compute them),
+  and inference's forward uses it on a CPU; an unknown form is a clear error."""
+  from poseformer_jax import inference
+  model = _tiny(drop_path_rate=0.0)
+  bcast = model.clone(spatial_attention="broadcast")
+  x = jax.random.normal(jax.random.PRNGKey(0), (8, 9, 17, 2))
+  params = model.init(jax.random.PRNGKey(1), x)["params"]
+  assert jax.tree.structure(bcast.init(jax.random.PRNGKey(1), x)["params"]) == \
+      jax.tree.structure(params)
+  want = model.apply({"params": params}, x)
+  got = bcast.apply({"params": params}, x)
+  assert np.abs(np.asarray(want)).max() > 1e-2  # not trivially zero
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+  def loss(m):
+    return lambda p: jnp.sum(m.apply({"params": p}, x) ** 2)
+  g_dot, g_bc = jax.grad(loss(model))(params), jax.grad(loss(bcast))(params)
+  for a, b in zip(jax.tree.leaves(g_dot), jax.tree.leaves(g_bc)):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * float(np.abs(a).max()))
+  # Real head split: different heads must see different weights (heads are not mixed).
+  attn = model_lib.Attention(num_heads=2, form="broadcast")
+  tokens = jax.random.normal(jax.random.PRNGKey(2), (3, 5, 8))
+  p = attn.init(jax.random.PRNGKey(3), tokens)["params"]
+  np.testing.assert_allclose(attn.apply({"params": p}, tokens),
+                             model_lib.Attention(num_heads=2).apply({"params": p}, tokens),
+                             rtol=1e-5, atol=1e-6)
+  assert inference.forward_model(model).spatial_attention == (
+      "broadcast" if jax.default_backend() == "cpu" else "dot")
+  with pytest.raises(ValueError, match="spatial_attention"):
+    model.clone(spatial_attention="einsum").init(jax.random.PRNGKey(1), x)
