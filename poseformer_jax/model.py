@@ -126,10 +126,12 @@ class Attention(nn.Module):
       logits = jnp.sum(q[:, :, None] * k[:, None], axis=-1) * scale  # (B, Nq, Nk, H)
       weights = jax.nn.softmax(logits.astype(jnp.float32), axis=2).astype(self.dtype)
       out = jnp.sum(weights[..., None] * v[:, None], axis=2)  # (B, Nq, H, Dh)
-    else:
+    elif self.form == "dot":
       logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * scale
       weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(self.dtype)
       out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+    else:
+      raise ValueError(f"Attention form {self.form!r} must be one of {ATTENTION_FORMS}")
     return nn.Dense(d, dtype=self.dtype, name="proj")(out.reshape(b, n, d))
 
 

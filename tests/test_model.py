@@ -165,3 +165,5 @@ def test_broadcast_spatial_attention_equals_the_dot_form():
       "broadcast" if jax.default_backend() == "cpu" else "dot")
   with pytest.raises(ValueError, match="spatial_attention"):
     model.clone(spatial_attention="einsum").init(jax.random.PRNGKey(1), x)
+  with pytest.raises(ValueError, match="form"):
+    model_lib.Attention(num_heads=2, form="einsum").init(jax.random.PRNGKey(3), tokens)
