@@ -50,15 +50,17 @@ MAX_IN_FLIGHT = 4
 # cache; 27_3_3 at 1024 windows ran 1.2x faster so (benchmarks/README).
 CPU_CHUNK_ROWS = 256
 
-# XLA:CPU compiler options for forward-only programs: one library call per dot
-# instead of YNNPACK fusing the attention's dot-softmax-dot (with head dim 4
-# that fusion ran the 243_27_27 forward 1.25x slower; benchmarks/README).
-# Training keeps XLA's defaults, which measured faster for the backward pass.
-CPU_FORWARD_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+# XLA:CPU compiler options for forward-only programs: no YNNPACK fusions, so dots
+# run on XLA's own (Eigen) kernels, which are faster on the mixed blocks' GEMMs
+# here (whole forwards at batch 256, alternated: 27_3_3 291 -> 249 ms, 81_9_9
+# 802 -> 720, 243_27_27 at 64 590 -> 521; benchmarks/README). This pays only
+# together with the broadcast spatial attention below: Eigen runs the head-dim-4
+# batched dots slowly. Training keeps XLA's defaults (see `train_step`).
+CPU_FORWARD_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 # The spatial branch's attention form for forward passes on a CPU (`model.Attention`):
-# with the options above, broadcast products ran whole forwards 6-13 % faster than
-# batched dots (243_27_27, 81_9_9, 27_3_3 at batch 64-256; benchmarks/README).
+# broadcast products instead of thousands of head-dim-4 batched dots (6-13 % faster
+# whole forwards with YNNPACK's per-dot calls already; needed by the options above).
 CPU_FORWARD_SPATIAL_ATTENTION = "broadcast"
 
 # What one more forward pass costs the host (index batch, transfer, dispatch), in

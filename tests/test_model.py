@@ -167,3 +167,21 @@ def test_broadcast_spatial_attention_equals_the_dot_form():
     model.clone(spatial_attention="einsum").init(jax.random.PRNGKey(1), x)
   with pytest.raises(ValueError, match="form"):
     model_lib.Attention(num_heads=2, form="einsum").init(jax.random.PRNGKey(3), tokens)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU compiler options")
+def test_cpu_forwards_compile_to_xlas_own_dots():
+  """Forward programs on a CPU are compiled without YNNPACK fusions (their GEMMs run
+  on XLA's own kernels, faster here; benchmarks/README), with the same outputs; the
+  default compilation of the same program does use YNNPACK, so the check can fail."""
+  from poseformer_jax import inference
+  model = inference.forward_model(_tiny(drop_path_rate=0.0))
+  x = jax.random.normal(jax.random.PRNGKey(0), (4, 9, 17, 2))
+  params = model.init(jax.random.PRNGKey(1), x)["params"]
+  fwd = inference.chunked_apply(model, 2)
+  lowered = jax.jit(fwd).lower(params, x)
+  tuned = lowered.compile(compiler_options=inference.forward_compiler_options())
+  assert "__ynn_fusion" in lowered.compile().as_text()
+  assert "__ynn_fusion" not in tuned.as_text()
+  np.testing.assert_allclose(tuned(params, x), model.apply({"params": params}, x),
+                             rtol=1e-5, atol=1e-6)
