@@ -30,6 +30,7 @@ How it stays fast (the network should account for nearly all of the time):
 from __future__ import annotations
 
 import collections
+import functools
 from typing import Callable, Iterable, Iterator, Sequence
 
 import jax
@@ -69,8 +70,26 @@ PASS_COST_WINDOWS = 16
 
 
 def forward_compiler_options() -> dict:
-  """`jax.jit(..., compiler_options=...)` for a forward pass on the default backend."""
-  return dict(CPU_FORWARD_OPTIONS) if jax.default_backend() == "cpu" else {}
+  """`jax.jit(..., compiler_options=...)` for a forward pass on the default backend:
+  `CPU_FORWARD_OPTIONS` on a CPU whose XLA knows them, else none (XLA's defaults)."""
+  if jax.default_backend() != "cpu":
+    return {}
+  options = tuple(sorted(CPU_FORWARD_OPTIONS.items()))
+  return dict(options) if _xla_accepts(options) else {}
+
+
+@functools.lru_cache(maxsize=None)
+def _xla_accepts(options: tuple) -> bool:
+  """Whether this jaxlib's XLA compiles with `options` (older or newer ones may not know
+  an experimental option; a forward must then run on the defaults, not fail)."""
+  try:
+    jax.jit(lambda x: x + 1).lower(jnp.zeros((), jnp.float32)).compile(
+        compiler_options=dict(options))
+  except RuntimeError as e:  # jax.errors.JaxRuntimeError: "No such compile option", bad value
+    if "option" not in str(e):
+      raise
+    return False
+  return True
 
 
 def forward_model(model):

@@ -185,3 +185,16 @@ def test_cpu_forwards_compile_to_xlas_own_dots():
   assert "__ynn_fusion" not in tuned.as_text()
   np.testing.assert_allclose(tuned(params, x), model.apply({"params": params}, x),
                              rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU compiler options")
+def test_forward_options_this_xla_does_not_know_fall_back_to_the_defaults(monkeypatch):
+  """A jaxlib whose XLA lacks an experimental option still runs forwards (on XLA's
+  defaults) instead of failing every compile."""
+  from poseformer_jax import inference
+  assert inference.forward_compiler_options() == inference.CPU_FORWARD_OPTIONS
+  monkeypatch.setattr(inference, "CPU_FORWARD_OPTIONS", {"xla_cpu_no_such_option": ""})
+  assert inference.forward_compiler_options() == {}
+  monkeypatch.setattr(inference, "CPU_FORWARD_OPTIONS",
+                      {"xla_cpu_experimental_ynn_fusion_type": "NOT_A_FUSION_TYPE"})
+  assert inference.forward_compiler_options() == {}
