@@ -68,13 +68,14 @@ def test_output_independent_of_batch_composition():
   model = _tiny()
   x = jax.random.normal(jax.random.PRNGKey(0), (8, 9, 17, 2))
   params = model.init(jax.random.PRNGKey(1), x)["params"]
+  apply = jax.jit(model.apply)  # one compile per batch size, not one per op
   with jax.default_matmul_precision("highest"):
-    full = np.asarray(model.apply({"params": params}, x))
+    full = np.asarray(apply({"params": params}, x))
     for i in (0, 5):
-      alone = np.asarray(model.apply({"params": params}, x[i:i + 1]))
+      alone = np.asarray(apply({"params": params}, x[i:i + 1]))
       np.testing.assert_allclose(alone[0], full[i], rtol=1e-5, atol=1e-5)
     perm = np.array([3, 1, 7, 0, 2, 6, 4, 5])
-    shuffled = np.asarray(model.apply({"params": params}, x[perm]))
+    shuffled = np.asarray(apply({"params": params}, x[perm]))
     np.testing.assert_allclose(shuffled, full[perm], rtol=1e-5, atol=1e-5)
 
 
@@ -144,14 +145,14 @@ def test_broadcast_spatial_attention_equals_the_dot_form():
   params = model.init(jax.random.PRNGKey(1), x)["params"]
   assert jax.tree.structure(bcast.init(jax.random.PRNGKey(1), x)["params"]) == \
       jax.tree.structure(params)
-  want = model.apply({"params": params}, x)
-  got = bcast.apply({"params": params}, x)
+  want = jax.jit(model.apply)({"params": params}, x)
+  got = jax.jit(bcast.apply)({"params": params}, x)
   assert np.abs(np.asarray(want)).max() > 1e-2  # not trivially zero
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
   def loss(m):
     return lambda p: jnp.sum(m.apply({"params": p}, x) ** 2)
-  g_dot, g_bc = jax.grad(loss(model))(params), jax.grad(loss(bcast))(params)
+  g_dot, g_bc = jax.jit(jax.grad(loss(model)))(params), jax.jit(jax.grad(loss(bcast)))(params)
   for a, b in zip(jax.tree.leaves(g_dot), jax.tree.leaves(g_bc)):
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * float(np.abs(a).max()))
   # Real head split: different heads must see different weights (heads are not mixed).
