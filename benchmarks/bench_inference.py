@@ -4,7 +4,7 @@
   python benchmarks/bench_inference.py --variants 27_3_3 --batches 64,1024 --repeats 7
 
 JAX runs the project's forward (`inference.chunked_apply` with
-`inference.forward_compiler_options()`, as `Predictor` does, without the flip).
+`cpu_tuning.compiler_options("forward")`, as `Predictor` does, without the flip).
 Both frameworks run the same random weights (the PyTorch reference model of
 the tests, converted with `torch_to_flax`) on the same inputs with the same
 thread count; the PyTorch side is eager under ``torch.inference_mode()``.
@@ -23,7 +23,7 @@ import jax
 import numpy as np
 from absl import flags
 
-from poseformer_jax import inference
+from poseformer_jax import cpu_tuning, inference
 
 
 def run(variants, batches, repeats, max_gflop, target_s):
@@ -34,7 +34,7 @@ def run(variants, batches, repeats, max_gflop, target_s):
     ref, model, params = common.reference_pair(v)
     # The project's forward: Predictor's network call (chunked on a CPU) and its options.
     fwd = jax.jit(inference.chunked_apply(model, inference.default_chunk_rows()),
-                  compiler_options=inference.forward_compiler_options())
+                  compiler_options=cpu_tuning.compiler_options("forward"))
     for b in batches:
       run_b = common.capped_batch(v, b, max_gflop)
       x_np = common.inputs(v, run_b)

@@ -30,7 +30,6 @@ How it stays fast (the network should account for nearly all of the time):
 from __future__ import annotations
 
 import collections
-import functools
 from typing import Callable, Iterable, Iterator, Sequence
 
 import jax
@@ -38,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from poseformer_jax import cpu_tuning
 from poseformer_jax import model as model_lib
 from poseformer_jax.data import skeleton
 from poseformer_jax.data import windows
@@ -51,53 +51,9 @@ MAX_IN_FLIGHT = 4
 # cache; 27_3_3 at 1024 windows ran 1.2x faster so (benchmarks/README).
 CPU_CHUNK_ROWS = 256
 
-# XLA:CPU compiler options for forward-only programs: no YNNPACK fusions, so dots
-# run on XLA's own (Eigen) kernels, which are faster on the mixed blocks' GEMMs
-# here (whole forwards at batch 256, alternated: 27_3_3 291 -> 249 ms, 81_9_9
-# 802 -> 720, 243_27_27 at 64 590 -> 521; benchmarks/README). This pays only
-# together with the broadcast spatial attention below: Eigen runs the head-dim-4
-# batched dots slowly. Training keeps XLA's defaults (see `train_step`).
-CPU_FORWARD_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
-
-# The spatial branch's attention form for forward passes on a CPU (`model.Attention`):
-# broadcast products instead of thousands of head-dim-4 batched dots (6-13 % faster
-# whole forwards with YNNPACK's per-dot calls already; needed by the options above).
-CPU_FORWARD_SPATIAL_ATTENTION = "broadcast"
-
 # What one more forward pass costs the host (index batch, transfer, dispatch), in
 # windows of compute; `Predictor.batch_for` weighs it against padded windows.
 PASS_COST_WINDOWS = 16
-
-
-def forward_compiler_options() -> dict:
-  """`jax.jit(..., compiler_options=...)` for a forward pass on the default backend:
-  `CPU_FORWARD_OPTIONS` on a CPU whose XLA knows them, else none (XLA's defaults)."""
-  if jax.default_backend() != "cpu":
-    return {}
-  options = tuple(sorted(CPU_FORWARD_OPTIONS.items()))
-  return dict(options) if _xla_accepts(options) else {}
-
-
-@functools.lru_cache(maxsize=None)
-def _xla_accepts(options: tuple) -> bool:
-  """Whether this jaxlib's XLA compiles with `options` (older or newer ones may not know
-  an experimental option; a forward must then run on the defaults, not fail)."""
-  try:
-    jax.jit(lambda x: x + 1).lower(jnp.zeros((), jnp.float32)).compile(
-        compiler_options=dict(options))
-  except RuntimeError as e:  # jax.errors.JaxRuntimeError: "No such compile option", bad value
-    if "option" not in str(e):
-      raise
-    return False
-  return True
-
-
-def forward_model(model):
-  """`model` as forward passes on the default backend run it: on a CPU its spatial
-  attention in `CPU_FORWARD_SPATIAL_ATTENTION` form (same parameters and values)."""
-  if jax.default_backend() == "cpu" and hasattr(model, "spatial_attention"):
-    return model.clone(spatial_attention=CPU_FORWARD_SPATIAL_ATTENTION)
-  return model
 
 
 def default_chunk_rows() -> int:
@@ -115,9 +71,9 @@ def chunked_apply(model, chunk_rows: int, method=None) -> Callable[..., jax.Arra
   rows go through `jax.lax.map` in chunks of `chunk_rows` (B padded up to a
   multiple, padding dropped). Not for sharded batches (a chunk would cut
   across devices), nor for a symbolic B (export). The model runs as
-  `forward_model` makes it.
+  `cpu_tuning.tuned_model` makes it.
   """
-  model = forward_model(model)
+  model = cpu_tuning.tuned_model(model)
 
   def apply(params, *xs):
     return model.apply({"params": params}, *xs, deterministic=True, method=method)
@@ -289,7 +245,7 @@ class Predictor:
     # The pure function behind every prediction, (params, windows) -> poses; exported
     # as is by `poseformer_jax.export` (ONNX, StableHLO).
     self.forward_fn = forward
-    options = forward_compiler_options()
+    options = cpu_tuning.compiler_options("forward")
     self._forward_rows = jax.jit(forward_rows, compiler_options=options)
     self._gather_rows = jax.jit(gather_rows)
     if mesh is None:

@@ -105,8 +105,9 @@ class Attention(nn.Module):
   (to float rounding): 'dot', batched dot products; 'broadcast', a broadcast
   multiply and a sum over the head dimension. For the spatial branch (head dim
   4, 17 tokens) the dots are thousands of tiny matrix products, and XLA:CPU runs
-  the broadcast form's forward faster (with `inference.CPU_FORWARD_OPTIONS`);
-  its backward is slower under the default options, so training keeps 'dot'.
+  the broadcast form ~3x faster forward and backward with `cpu_tuning`'s options
+  (its backward is slower under XLA's default ones); for the mixed blocks (head
+  dim 68) the dots are as fast or faster.
   """
 
   num_heads: int
@@ -274,7 +275,7 @@ class PoseFormerV2(nn.Module):
   (temporal width is J*C), `depth`, `num_heads`, `mlp_ratio`, `qkv_bias`,
   `drop_path_rate`; `dtype` is the compute dtype (parameters stay float32);
   `spatial_attention` the spatial branch's `Attention.form` (same parameters,
-  same values; `inference` picks 'broadcast' for forward passes on a CPU).
+  same values; `cpu_tuning` picks 'broadcast' for every program on a CPU).
 
   Call: ``model.apply({'params': p}, x, deterministic=True)`` with x of shape
   (B, F, J, 2) in normalised screen coordinates -> (B, 1, J, 3), metres,

@@ -237,15 +237,10 @@ def _start(run: _Run) -> tuple[TrainState, LoopState]:
       "global_batch": int(config.train.batch_size), "seed": int(config.train.seed),
       "shuffle_seed": int(config.data.shuffle_seed),
       "dropout_key": list(step_lib.key_tuple(dropout_key))}
-  spec = step_lib.StepSpec(
-      model=run.model, optimizer=optimizer, mesh=mesh,
-      dropout_key=step_lib.key_tuple(dropout_key),
-      accum_steps=int(config.train.grad_accum_steps),
-      noise_std=float(config.data.get("noise_std", 0.0)))
-  repl = parallel.replicated(mesh)
-  jitted = jax.jit(step_lib.train_step, static_argnums=2, donate_argnums=0,
-                   in_shardings=(repl, parallel.batch_sharding(mesh)),
-                   out_shardings=(repl, repl))
+  spec = step_lib.step_spec(run.model, optimizer, mesh, dropout_key,
+                            accum_steps=int(config.train.grad_accum_steps),
+                            noise_std=float(config.data.get("noise_std", 0.0)))
+  jitted = jax.jit(step_lib.train_step, **step_lib.jit_kwargs(mesh))
   run.step_fn = lambda state, batch: jitted(state, batch, spec)
 
   abstract = step_lib.init_state(run.model, optimizer, init_key, mesh, abstract=True)

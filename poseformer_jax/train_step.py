@@ -9,12 +9,14 @@ active in training, optional 2D input noise (``config.data.noise_std``).
 
 `train_step` is a plain module-level function. Everything it closes over is in
 one hashable `StepSpec` (the model, the `Optimizer` hyper-parameters, the mesh,
-the dropout key, microbatches, noise), passed as a static argument. The caller
-jits it with its shardings (batch split over ``'data'``, state replicated and
-donated), as `train_lib` does in its set-up::
+the dropout key, microbatches, noise), passed as a static argument.
+`make_train_step` jits it with its shardings (batch split over ``'data'``, state
+replicated and donated) and, on a CPU, `cpu_tuning`'s compiler options; `train_lib`
+and the benchmarks both run that::
 
     step = jax.jit(train_step, static_argnums=2, donate_argnums=0,
-                   in_shardings=(replicated, batch), out_shardings=(replicated, replicated))
+                   in_shardings=(replicated, batch), out_shardings=(replicated, replicated),
+                   compiler_options=cpu_tuning.compiler_options("train"))
     state, metrics = step(state, batch, spec)
 
 Equal specs hash equal, so a second `train` in the same process reuses JAX's
@@ -41,6 +43,8 @@ import optax
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from poseformer_jax import cpu_tuning
+from poseformer_jax import cpu_tuning
 from poseformer_jax import model as model_lib
 from poseformer_jax import parallel
 from poseformer_jax.errors import ConfigError
@@ -253,16 +257,31 @@ def train_step(state: TrainState, batch: dict, spec: StepSpec) -> tuple[TrainSta
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
+def step_spec(model: model_lib.PoseFormerV2, optimizer, mesh: Mesh, dropout_key: np.ndarray,
+              accum_steps: int = 1, noise_std: float = 0.0) -> StepSpec:
+  """The `StepSpec` of a run; on a CPU the model's spatial attention is the form
+  `cpu_tuning` picks for speed (same parameters, same values)."""
+  return StepSpec(model=cpu_tuning.tuned_model(model), optimizer=optimizer, mesh=mesh,
+                  dropout_key=key_tuple(dropout_key), accum_steps=int(accum_steps),
+                  noise_std=float(noise_std))
+
+
+def jit_kwargs(mesh: Mesh) -> dict:
+  """`jax.jit` arguments for `train_step` over `mesh`: the spec static, the state
+  donated and replicated, the batch split over 'data', and on a CPU `cpu_tuning`'s
+  compiler options for training (XLA's defaults elsewhere)."""
+  repl = parallel.replicated(mesh)
+  return dict(static_argnums=2, donate_argnums=0,
+              in_shardings=(repl, parallel.batch_sharding(mesh)), out_shardings=(repl, repl),
+              compiler_options=cpu_tuning.compiler_options("train"))
+
+
 def make_train_step(model: model_lib.PoseFormerV2, optimizer, mesh: Mesh,
                     dropout_key: np.ndarray, accum_steps: int = 1, input_noise_std: float = 0.0
                     ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
   """`train_step` jitted over `mesh` as the training loop does it, for benchmarks and tests."""
-  spec = StepSpec(model=model, optimizer=optimizer, mesh=mesh,
-                  dropout_key=key_tuple(dropout_key), accum_steps=int(accum_steps),
-                  noise_std=float(input_noise_std))
-  repl = parallel.replicated(mesh)
-  step = jax.jit(train_step, static_argnums=2, donate_argnums=0,
-                 in_shardings=(repl, parallel.batch_sharding(mesh)), out_shardings=(repl, repl))
+  spec = step_spec(model, optimizer, mesh, dropout_key, accum_steps, input_noise_std)
+  step = jax.jit(train_step, **jit_kwargs(mesh))
   return lambda state, batch: step(state, batch, spec)
 
 

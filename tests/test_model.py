@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from poseformer_jax import config_lib, dct
+from poseformer_jax import config_lib, cpu_tuning, dct
 from poseformer_jax import model as model_lib
 
 
@@ -137,8 +137,7 @@ def test_gelu_is_the_exact_erf_form():
 def test_broadcast_spatial_attention_equals_the_dot_form():
   """The spatial branch's attention written as broadcast products gives the dot form's
   outputs and gradients from the same parameters (it is only another way to compute them),
-  and inference's forward uses it on a CPU; an unknown form is a clear error."""
-  from poseformer_jax import inference
+  and every program uses it on a CPU; an unknown form is a clear error."""
   model = _tiny(drop_path_rate=0.0)
   bcast = model.clone(spatial_attention="broadcast")
   x = jax.random.normal(jax.random.PRNGKey(0), (8, 9, 17, 2))
@@ -162,7 +161,7 @@ def test_broadcast_spatial_attention_equals_the_dot_form():
   np.testing.assert_allclose(attn.apply({"params": p}, tokens),
                              model_lib.Attention(num_heads=2).apply({"params": p}, tokens),
                              rtol=1e-5, atol=1e-6)
-  assert inference.forward_model(model).spatial_attention == (
+  assert cpu_tuning.tuned_model(model).spatial_attention == (
       "broadcast" if jax.default_backend() == "cpu" else "dot")
   with pytest.raises(ValueError, match="spatial_attention"):
     model.clone(spatial_attention="einsum").init(jax.random.PRNGKey(1), x)
@@ -170,32 +169,3 @@ def test_broadcast_spatial_attention_equals_the_dot_form():
     model_lib.Attention(num_heads=2, form="einsum").init(jax.random.PRNGKey(3), tokens)
 
 
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU compiler options")
-def test_cpu_forwards_compile_to_xlas_own_dots():
-  """Forward programs on a CPU are compiled without YNNPACK fusions (their GEMMs run
-  on XLA's own kernels, faster here; benchmarks/README), with the same outputs; the
-  default compilation of the same program does use YNNPACK, so the check can fail."""
-  from poseformer_jax import inference
-  model = inference.forward_model(_tiny(drop_path_rate=0.0))
-  x = jax.random.normal(jax.random.PRNGKey(0), (4, 9, 17, 2))
-  params = model.init(jax.random.PRNGKey(1), x)["params"]
-  fwd = inference.chunked_apply(model, 2)
-  lowered = jax.jit(fwd).lower(params, x)
-  tuned = lowered.compile(compiler_options=inference.forward_compiler_options())
-  assert "__ynn_fusion" in lowered.compile().as_text()
-  assert "__ynn_fusion" not in tuned.as_text()
-  np.testing.assert_allclose(tuned(params, x), model.apply({"params": params}, x),
-                             rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU compiler options")
-def test_forward_options_this_xla_does_not_know_fall_back_to_the_defaults(monkeypatch):
-  """A jaxlib whose XLA lacks an experimental option still runs forwards (on XLA's
-  defaults) instead of failing every compile."""
-  from poseformer_jax import inference
-  assert inference.forward_compiler_options() == inference.CPU_FORWARD_OPTIONS
-  monkeypatch.setattr(inference, "CPU_FORWARD_OPTIONS", {"xla_cpu_no_such_option": ""})
-  assert inference.forward_compiler_options() == {}
-  monkeypatch.setattr(inference, "CPU_FORWARD_OPTIONS",
-                      {"xla_cpu_experimental_ynn_fusion_type": "NOT_A_FUSION_TYPE"})
-  assert inference.forward_compiler_options() == {}

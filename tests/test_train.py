@@ -163,10 +163,12 @@ def test_bfloat16_compute_keeps_float32_parameters(synthetic_h36m_root):
   tx = train_step.make_optimizer(config.train, 10)
   init_key, dropout_key = train_step.rng_keys(0)
   state = train_step.init_state(model, tx, init_key, mesh, abstract=True)
-  step = train_step.make_train_step(model, tx, mesh, dropout_key)
+  spec = train_step.step_spec(model, tx, mesh, dropout_key)
   batch = {"inputs": jax.ShapeDtypeStruct((8, 9, 17, 2), np.float32),
            "targets": jax.ShapeDtypeStruct((8, 1, 17, 3), np.float32)}
-  new_state, metrics = jax.eval_shape(step, state, batch)  # traces the step, no compile
+  # Traces the step, no compile (the jitted one carries compiler options, which
+  # JAX takes only at the top level).
+  new_state, metrics = jax.eval_shape(lambda s, b: train_step.train_step(s, b, spec), state, batch)
   assert metrics["loss"].dtype == np.float32
   for tree in (state.params, new_state.params, new_state.opt_state):
     floats = {x.dtype for x in jax.tree.leaves(tree) if np.issubdtype(x.dtype, np.floating)}
