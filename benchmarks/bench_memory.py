@@ -44,14 +44,15 @@ def run(variants, batch):
     tx = train_step.make_optimizer(cfg.train, 1000)
     init_key, dk = train_step.rng_keys(0)
     state = train_step.init_state(model, tx, init_key, mesh, abstract=True)
-    step = train_step.make_train_step(model, tx, mesh, dk)
+    spec = train_step.step_spec(model, tx, mesh, dk)
     sh = parallel.batch_sharding(mesh)
     batch_spec = {"inputs": jax.ShapeDtypeStruct((batch, m.num_frames, m.num_joints, 2),
                                                  jnp.float32, sharding=sh),
                   "targets": jax.ShapeDtypeStruct((batch, 1, m.num_joints, 3), jnp.float32,
                                                   sharding=sh)}
-    # Re-jitted with the state donated, so it lowers whether the step is jitted or wraps a jit.
-    train = analyse(jax.jit(step, donate_argnums=0).lower(state, batch_spec).compile())
+    # The step as train.py jits it (state donated; on a CPU cpu_tuning's options).
+    train = analyse(jax.jit(train_step.train_step, **train_step.jit_kwargs(mesh)).lower(
+        state, batch_spec, spec).compile())
     params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), state.params)
     pred = evaluation.Predictor(model, params, batch_size=batch, flip=True,
                                 kps_left=skeleton.JOINTS_LEFT, kps_right=skeleton.JOINTS_RIGHT,
