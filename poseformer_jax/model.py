@@ -121,13 +121,16 @@ class Attention(nn.Module):
     head_dim = d // self.num_heads
     qkv = nn.Dense(3 * d, use_bias=self.qkv_bias, dtype=self.dtype, name="qkv")(x)
     qkv = qkv.reshape(b, n, 3, self.num_heads, head_dim)
-    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, N, H, Dh)
     scale = head_dim ** -0.5
     if self.form == "broadcast":
+      # `split`'s gradient is one concatenate; three index slices' is three pads and
+      # adds (spatial branch gradient on XLA:CPU 210 -> 181 ms, same values).
+      q, k, v = (t[:, :, 0] for t in jnp.split(qkv, 3, axis=2))  # (B, N, H, Dh)
       logits = jnp.sum(q[:, :, None] * k[:, None], axis=-1) * scale  # (B, Nq, Nk, H)
       weights = jax.nn.softmax(logits.astype(jnp.float32), axis=2).astype(self.dtype)
       out = jnp.sum(weights[..., None] * v[:, None], axis=2)  # (B, Nq, H, Dh)
     elif self.form == "dot":
+      q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, N, H, Dh)
       logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * scale
       weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(self.dtype)
       out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
