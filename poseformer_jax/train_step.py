@@ -9,15 +9,19 @@ active in training, optional 2D input noise (``config.data.noise_std``).
 
 `train_step` is a plain module-level function. Everything it closes over is in
 one hashable `StepSpec` (the model, the `Optimizer` hyper-parameters, the mesh,
-the dropout key, microbatches, noise), passed as a static argument.
-`make_train_step` jits it with its shardings (batch split over ``'data'``, state
-replicated and donated) and, on a CPU, `cpu_tuning`'s compiler options; `train_lib`
-and the benchmarks both run that::
+the dropout key, microbatches, noise), passed as a static argument. The caller
+jits it where it is called, as `train_lib` does in its set-up, with `jit_kwargs`
+(batch split over ``'data'``, state replicated and donated; on a CPU also
+`cpu_tuning`'s compiler options) and a spec from `step_spec` (on a CPU the model
+in `cpu_tuning`'s form)::
 
-    step = jax.jit(train_step, static_argnums=2, donate_argnums=0,
-                   in_shardings=(replicated, batch), out_shardings=(replicated, replicated),
-                   compiler_options=cpu_tuning.compiler_options("train"))
+    spec = step_spec(model, optimizer, mesh, dropout_key)
+    step = jax.jit(train_step, **jit_kwargs(mesh))
     state, metrics = step(state, batch, spec)
+
+`make_train_step` does the same for benchmarks and tests. The options make the
+jitted step top-level only: to trace it inside another transformation
+(``jax.eval_shape``, an outer ``jit``), use `train_step` itself.
 
 Equal specs hash equal, so a second `train` in the same process reuses JAX's
 own compilation (static arguments must be positional when ``in_shardings``
