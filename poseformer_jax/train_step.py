@@ -48,7 +48,6 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from poseformer_jax import cpu_tuning
-from poseformer_jax import cpu_tuning
 from poseformer_jax import model as model_lib
 from poseformer_jax import parallel
 from poseformer_jax.errors import ConfigError
