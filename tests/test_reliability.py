@@ -244,7 +244,9 @@ def test_sigterm_exits_cleanly_with_a_checkpoint(reference, synthetic_h36m_root,
 
 @pytest.mark.slow
 def test_two_processes_equal_one_process_on_four_devices(synthetic_h36m_root, cache, tmp_path):
-  """jax.distributed on localhost (gloo CPU collectives), 2 x 2 devices vs 1 x 4 devices."""
+  """jax.distributed on localhost (gloo CPU collectives), 2 x 2 devices vs 1 x 4 devices,
+  through `train.py`: same per-step losses, same parameters in the checkpoint both processes
+  wrote together (1 x 4 devices = 1 device: `test_train.py`'s four-device test)."""
   tiny_epochs = {"train.epochs": 4, "train.max_steps_per_epoch": 1, "train.lr_decay": 0.9,
                  "train.checkpoint_every_steps": 0, "train.batch_size": 32}
   single = tmp_path / "single"

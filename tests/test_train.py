@@ -398,42 +398,6 @@ def test_cli_errors_are_one_line(case, tmp_path, compile_cache, synthetic_h36m_r
   assert "Traceback" not in out.stderr
 
 
-@pytest.mark.slow
-def test_two_processes_match_one_process_on_four_devices(baseline, tmp_path, compile_cache):
-  """jax.distributed on localhost: 2 processes x 2 CPU devices == the 1-device baseline."""
-  import socket
-  config, _, base = baseline
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    port = s.getsockname()[1]
-  procs = []
-  for pid in range(2):
-    overrides = {**FIRST_EPOCH, "train.coordinator_address": f"localhost:{port}",
-                 "train.num_processes": 2, "train.process_id": pid}
-    code = _LOSSES_SCRIPT.format(tests=str(REPO / "tests"), root=str(config.data.root),
-                                 workdir=str(tmp_path / "dist"), overrides=overrides)
-    procs.append(subprocess.Popen([sys.executable, "-c", code], cwd=REPO,
-                                  env=subprocess_env(compile_cache, 2), stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True))
-  outs = []
-  try:
-    for p in procs:
-      out, err = p.communicate(timeout=600)
-      assert p.returncode == 0, err[-3000:]
-      outs.append(json.loads(next(l for l in out.splitlines()
-                                  if l.startswith("RESULT "))[len("RESULT "):]))
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  assert all(o["devices"] == 4 and o["processes"] == 2 for o in outs)
-  assert outs[0]["losses"] == outs[1]["losses"]
-  np.testing.assert_allclose(outs[0]["losses"], base.losses[:12], rtol=2e-5)
-  # The checkpoint both processes wrote together loads as a model.
-  _, params, _ = checkpoint.load_checkpoint(tmp_path / "dist")
-  assert jax.tree.leaves(params)
-
-
 # -- the fast recipe and warm starts ----------------------------------------------------------
 
 def test_fast_recipe_config_and_warmup_cosine_schedule():
