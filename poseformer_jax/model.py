@@ -43,6 +43,20 @@ BLOCK_NORM_EPS = 1e-6  # every block norm, Spatial_norm and Temporal_norm
 HEAD_NORM_EPS = 1e-5  # head.0 is a default-eps torch LayerNorm
 
 
+class Dense(nn.Dense):
+  """`nn.Dense` on the last axis, as one matrix product over the flattened leading axes.
+
+  Same parameters and values as `nn.Dense`. (..., K) -> (..., features). Why: the
+  gradient of nn.Dense's contraction over (B, N, K) contracts two axes for the kernel,
+  which XLA:CPU computes after copying a transposed output gradient; over (B*N, K) the
+  kernel gradient is one GEMM on the rows as they lie (`benchmarks/README.md`).
+  """
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = super().__call__(x.reshape(-1, x.shape[-1]))
+    return y.reshape(x.shape[:-1] + (self.features,))
+
+
 class DropPath(nn.Module):
   """Stochastic depth: drops the whole residual branch per sample.
 
@@ -71,9 +85,9 @@ class Mlp(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     out_dim = x.shape[-1]
-    x = nn.Dense(self.hidden_dim, dtype=self.dtype, name="fc1")(x)
+    x = Dense(self.hidden_dim, dtype=self.dtype, name="fc1")(x)
     x = gelu(x)
-    return nn.Dense(out_dim, dtype=self.dtype, name="fc2")(x)
+    return Dense(out_dim, dtype=self.dtype, name="fc2")(x)
 
 
 class FreqMlp(nn.Module):
@@ -119,7 +133,7 @@ class Attention(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     b, n, d = x.shape
     head_dim = d // self.num_heads
-    qkv = nn.Dense(3 * d, use_bias=self.qkv_bias, dtype=self.dtype, name="qkv")(x)
+    qkv = Dense(3 * d, use_bias=self.qkv_bias, dtype=self.dtype, name="qkv")(x)
     qkv = qkv.reshape(b, n, 3, self.num_heads, head_dim)
     scale = head_dim ** -0.5
     if self.form == "broadcast":
@@ -136,7 +150,7 @@ class Attention(nn.Module):
       out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
     else:
       raise ValueError(f"Attention form {self.form!r} must be one of {ATTENTION_FORMS}")
-    return nn.Dense(d, dtype=self.dtype, name="proj")(out.reshape(b, n, d))
+    return Dense(d, dtype=self.dtype, name="proj")(out.reshape(b, n, d))
 
 
 def _layer_norm(name: str, dtype: Dtype, eps: float = BLOCK_NORM_EPS) -> nn.LayerNorm:
@@ -224,7 +238,7 @@ class SpatialBranch(nn.Module):
     b, f, j, _ = x.shape
     c = self.embed_dim_ratio
     x = x.reshape(b * f, j, 2)
-    x = nn.Dense(c, dtype=self.dtype, name="joint_embedding")(x)
+    x = Dense(c, dtype=self.dtype, name="joint_embedding")(x)
     pos = self.param("pos_embed", nn.initializers.zeros, (1, j, c))
     x = x + pos.astype(self.dtype)
     for i, rate in enumerate(drop_path_rates(self.drop_path_rate, self.depth)):
@@ -250,7 +264,7 @@ class FrequencyBranch(nn.Module):
     basis = jnp.asarray(dct.dct_matrix(f)[: self.kept_coeffs], self.dtype)  # (n, F)
     coeffs = jnp.einsum("kf,bfjc->bkjc", basis, x.astype(self.dtype))
     coeffs = coeffs.reshape(b, self.kept_coeffs, j * c)
-    return nn.Dense(self.embed_dim, dtype=self.dtype, name="freq_embedding")(coeffs)
+    return Dense(self.embed_dim, dtype=self.dtype, name="freq_embedding")(coeffs)
 
 
 class WeightedMean(nn.Module):
@@ -326,7 +340,7 @@ class PoseFormerV2(nn.Module):
     self.freq_mean = WeightedMean(self.dtype, name="freq_mean")
     self.time_mean = WeightedMean(self.dtype, name="time_mean")
     self.head_norm = _layer_norm("head_norm", self.dtype, HEAD_NORM_EPS)
-    self.head = nn.Dense(3 * self.num_joints, dtype=self.dtype, name="head")
+    self.head = Dense(3 * self.num_joints, dtype=self.dtype, name="head")
 
   def centre_frames(self, x: jax.Array) -> jax.Array:
     """The f frames around the centre index (F-1)//2. (B, F, J, 2) -> (B, f, J, 2)."""

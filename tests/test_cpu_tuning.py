@@ -4,6 +4,7 @@ fallback on a jaxlib that does not know them (`poseformer_jax.cpu_tuning`)."""
 import functools
 import re
 
+import flax.linen
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -99,3 +100,31 @@ def test_options_this_xla_does_not_know_fall_back_to_the_defaults(monkeypatch):
   assert cpu_tuning.compiler_options("train") == {}
   with pytest.raises(ValueError, match="program"):
     cpu_tuning.compiler_options("eval")
+
+
+def _entry_shapes(hlo: str) -> list[str]:
+  """Shapes of the 2-D arrays the compiled program's entry computation creates."""
+  return re.findall(r"= (f32\[\d+,\d+\])\{1,0\} (?:fusion|copy|transpose)\(", hlo.split("ENTRY")[1])
+
+
+def test_dense_kernel_gradient_reads_the_activations_as_they_lie():
+  """`model.Dense` flattens the leading axes, so its kernel gradient is one GEMM over the
+  rows of the (B*N, K) activations and (B*N, F) gradients: the compiled gradient makes no
+  transposed (F, B*N) copy. flax's `nn.Dense` contracts two axes there and XLA:CPU makes
+  that copy (so the check can fail). Same values and gradients."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (16, 18, 64))
+  ours, theirs = model_lib.Dense(96), flax.linen.Dense(96)
+  params = ours.init(jax.random.PRNGKey(1), x)["params"]
+
+  def grad(m):
+    loss = lambda p, x: jnp.sum(jnp.sin(m.apply({"params": p}, x)))
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)),
+                   compiler_options=cpu_tuning.compiler_options("train"))
+
+  compiled = {m: grad(m).lower(params, x).compile() for m in (ours, theirs)}
+  assert "f32[96,288]" in _entry_shapes(compiled[theirs].as_text())
+  assert "f32[96,288]" not in _entry_shapes(compiled[ours].as_text())
+  (v_ours, g_ours), (v_theirs, g_theirs) = (compiled[m](params, x) for m in (ours, theirs))
+  np.testing.assert_allclose(v_ours, v_theirs, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_theirs)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
