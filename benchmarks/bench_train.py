@@ -6,10 +6,14 @@
 One step = forward with stochastic depth (rate 0.1), MPJPE loss against the
 root-zeroed target, backward, AdamW (lr 1e-4, weight decay 0.1) update.
 JAX: `train_step.make_train_step` (jitted, state donated), exactly the step
-`train.py` runs. PyTorch: the reference model in train mode,
+`train.py` runs, in the microbatches it picks (``train.grad_accum_steps`` 0,
+`cpu_tuning.train_microbatches`: the long variants at large batches; column
+"parts"). PyTorch: the reference model in train mode,
 ``zero_grad(set_to_none=True); loss.backward(); opt.step()`` with
 ``torch.optim.AdamW`` (its default for-each implementation on CPU). Same
-initial weights, same batch, same thread count. For the JAX-only throughput
+initial weights, same batch, same thread count. Each side's turn opens with
+one untimed step, so every timed step follows a step of its own framework, as
+in training (`common.alternate`'s ``settle``). For the JAX-only throughput
 at the real batch size see `bench_train_step.py`. `--max-work` (GFLOPs per
 step) caps the batch; the default lets every variant run at 64 and 256 (one
 243_27_27 step at 256 takes 7-14 s per side on a 2-core CPU); lower it for a
@@ -49,7 +53,8 @@ def run(variants, batches, repeats, max_gflop, target_s):
     state = train_step.TrainState(step=jax.numpy.zeros((), jax.numpy.int32), params=params,
                                  opt_state=tx.init(params))
     state = jax.device_put(state, parallel.replicated(mesh))
-    step = train_step.make_train_step(model, tx, mesh, dropout_key)
+    parts = train_step.microbatches(0, m, b, mesh)
+    step = train_step.make_train_step(model, tx, mesh, dropout_key, parts)
     rng = np.random.default_rng(0)
     x_np = rng.uniform(-1, 1, size=(b, m.num_frames, m.num_joints, 2)).astype(np.float32)
     y_np = (rng.normal(size=(b, 1, m.num_joints, 3)) * 0.2).astype(np.float32)
@@ -73,8 +78,8 @@ def run(variants, batches, repeats, max_gflop, target_s):
       opt.step()
 
     t = common.alternate({"jax": jax_call, "torch": torch_call}, repeats=repeats,
-                         target_s=target_s)
-    row = {"variant": v, "batch": b, "jax_sps": b / t["jax"]["median"],
+                         target_s=target_s, settle=1)
+    row = {"variant": v, "batch": b, "parts": parts, "jax_sps": b / t["jax"]["median"],
            "torch_sps": b / t["torch"]["median"], "jax_ms": t["jax"]["median"] * 1e3,
            "torch_ms": t["torch"]["median"] * 1e3}
     row["ratio"] = row["jax_sps"] / row["torch_sps"]
@@ -105,9 +110,9 @@ def main(argv=None) -> int:
     batches = batches[:1]
   rows = run(variants, batches, repeats, max_work, target)
   return common.report(
-      ["variant", "batch", "JAX samples/s", "PyTorch samples/s", "JAX/PyTorch", "per round",
+      ["variant", "batch", "parts", "JAX samples/s", "PyTorch samples/s", "JAX/PyTorch", "per round",
        "JAX ms/step", "PyTorch ms/step"],
-      [[r["variant"], r["batch"], r["jax_sps"], r["torch_sps"], f"{r['ratio']:.2f}x",
+      [[r["variant"], r["batch"], r["parts"], r["jax_sps"], r["torch_sps"], f"{r['ratio']:.2f}x",
         r["ratio_spread"], r["jax_ms"], r["torch_ms"]] for r in rows],
       title=f"Training step (fwd + bwd + AdamW), float32, {common.CORES} threads each",
       json_path=fv.json, payload={"benchmark": "train", "repeats": repeats, "results": rows})

@@ -7,7 +7,8 @@
 
 `--accum N` runs the batch as N microbatches in one step (``train.grad_accum_steps``),
 for batches whose activations do not fit in memory at once (243_27_27 at 1024 needs
-more than the ~20 GB of a small machine without it).
+more than the ~20 GB of a small machine without it). The default, 0, is the count
+`train.py` picks (`cpu_tuning.train_microbatches`: 1 off a CPU).
 
 Random inputs (the step's cost does not depend on the values); the full
 training step: forward with drop path, MPJPE loss, backward, AdamW update,
@@ -27,7 +28,7 @@ from absl import flags
 from poseformer_jax import cli, config_lib, model as model_lib, parallel, train_step
 
 
-def bench(config, batch: int, steps: int, warmup: int, accum: int = 1) -> float:
+def bench(config, batch: int, steps: int, warmup: int, accum: int) -> float:
   mesh = parallel.make_mesh()
   model = model_lib.from_config(config.model)
   tx = train_step.make_optimizer(config.train, steps_per_epoch=1000)
@@ -58,7 +59,8 @@ def main(argv=None) -> int:
   flags.DEFINE_integer("steps", 5, "Timed steps.", flag_values=fv)
   flags.DEFINE_integer("warmup", 2, "Untimed steps first (compilation).", flag_values=fv)
   flags.DEFINE_string("dtype", "float32", "Compute dtype (model.dtype).", flag_values=fv)
-  flags.DEFINE_integer("accum", 1, "Microbatches per step.", flag_values=fv)
+  flags.DEFINE_integer("accum", 0, "Microbatches per step (0: train.py's automatic count).",
+                       lower_bound=0, flag_values=fv)
   status = cli.parse_command_flags(fv, argv, __doc__)
   if status is not None:
     return status
@@ -73,8 +75,9 @@ def main(argv=None) -> int:
   print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}; batch {fv.batch}")
   for name, c in configs:
     c.model.dtype = fv.dtype
-    sps = bench(c, fv.batch, fv.steps, fv.warmup, fv.accum)
-    print(f"{name:>12s}  {fv.dtype}  accum {fv.accum}  {sps:10.1f} samples/s  "
+    accum = train_step.microbatches(fv.accum, c.model, fv.batch, parallel.make_mesh())
+    sps = bench(c, fv.batch, fv.steps, fv.warmup, accum)
+    print(f"{name:>12s}  {fv.dtype}  accum {accum}  {sps:10.1f} samples/s  "
           f"({fv.batch / sps * 1000:.0f} ms/step)", flush=True)
   return 0
 

@@ -159,8 +159,14 @@ def calibrate(fn: Callable[[], object], target_s: float) -> int:
 
 
 def alternate(fns: dict[str, Callable[[], object]], repeats: int = 5, target_s: float = 0.3,
-              warmup: int = 1) -> dict[str, dict]:
+              warmup: int = 1, settle: int = 0) -> dict[str, dict]:
   """Times each fn (blocking calls) in turn, `repeats` rounds; seconds per call.
+
+  ``settle`` untimed calls open each turn, so the timed ones follow a call of the
+  same fn, as in a loop of training steps, not one of the other side: on this
+  host a step that follows the other framework's step faults its memory in at
+  ~20 us a page instead of ~2.5 (`benchmarks/README.md`, "Training step with
+  automatic microbatches").
 
   Returns {name: {'median': s, 'min': s, 'samples': [...], 'calls': n}}.
   """
@@ -171,6 +177,8 @@ def alternate(fns: dict[str, Callable[[], object]], repeats: int = 5, target_s: 
   samples: dict[str, list[float]] = {k: [] for k in fns}
   for _ in range(repeats):
     for k, fn in fns.items():
+      for _ in range(settle):
+        fn()
       samples[k].append(timed(fn, calls[k]))
   return {k: {"median": statistics.median(v), "min": min(v), "samples": v, "calls": calls[k]}
           for k, v in samples.items()}

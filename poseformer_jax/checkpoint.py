@@ -366,7 +366,7 @@ class Checkpoints:
       msg = str(e).splitlines()[0] if str(e) else ""
       raise CheckpointError(
           f"{where}: cannot restore the training state ({type(e).__name__}: {msg})") from None
-    meta = dict(meta)
+    meta = dict(meta, grad_accum_steps=stored_microbatches(stored, meta))
     best = self.best_p1()
     if best is not None and (meta.get("best_p1") is None or best < meta["best_p1"]):
       meta["best_p1"] = best
@@ -406,6 +406,12 @@ def prune_partial_steps(directory: Path) -> list[str]:
   return removed
 
 
+def stored_microbatches(stored: ml_collections.ConfigDict, meta: dict) -> int:
+  """Microbatches per step of a stored run: the count it ran with (``meta``; checkpoints
+  before automatic microbatches: their config's setting, 1 by default)."""
+  return int(meta.get("grad_accum_steps") or stored.train.get("grad_accum_steps", 1) or 1)
+
+
 def check_resumable(stored: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
                     meta: dict, steps_per_epoch: int, where: Path) -> None:
   """Raises ConfigError when the checkpoint cannot continue as this run."""
@@ -418,9 +424,10 @@ def check_resumable(stored: ml_collections.ConfigDict, config: ml_collections.Co
   checks = [("train.batch_size", stored.train.batch_size, config.train.batch_size),
             ("train.seed", stored.train.seed, config.train.seed),
             ("data.shuffle_seed", stored.data.shuffle_seed, config.data.shuffle_seed),
-            ("train.grad_accum_steps", stored.train.get("grad_accum_steps", 1),
-             config.train.grad_accum_steps),
             ("steps per epoch", meta.get("steps_per_epoch"), steps_per_epoch)]
+  if int(config.train.get("grad_accum_steps", 1)) >= 1:  # 0 (automatic) takes the stored count
+    checks.append(("train.grad_accum_steps", stored_microbatches(stored, meta),
+                   config.train.grad_accum_steps))
   bad = [f"{name}: checkpoint {a!r} vs now {b!r}" for name, a, b in checks if a != b]
   if bad:
     raise ConfigError(f"{where}: cannot resume exactly ({'; '.join(bad)}); "

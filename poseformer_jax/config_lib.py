@@ -102,7 +102,8 @@ def base_config() -> ml_collections.ConfigDict:
       adam_b1=0.9,
       adam_b2=0.999,
       adam_eps=1e-8,
-      grad_accum_steps=1,               # >1: each step runs the batch as N microbatches (less memory)
+      grad_accum_steps=0,               # microbatches per step (less memory); 0: automatic, more
+                                        # than 1 only on a CPU at large batches (cpu_tuning)
       checkpoint_every_steps=0,         # >0: also checkpoint every N steps (mid-epoch)
       stop_after_steps=-1,              # >0: checkpoint and stop at this global step (tests, smoke runs)
       progress_bar=True,                # tqdm bar per epoch (process 0)

@@ -16,6 +16,14 @@ Measured on the project's 2-core AVX-512 host, each alternated in one process
   reduction fusions materialise the broadcast attention's products; without them
   the step is 8-14 % faster for every variant (27_3_3 b256, 81_1_3 b256, 81_9_9 b64,
   243_27_27 b32) and needs less memory.
+* The train step, at large batches: the batch as microbatches (`train_microbatches`)
+  once one pass would be more than `MICROBATCH_GFLOP` of work. One pass over the
+  whole batch allocates all its activations at once (3.3 GB for 243_27_27 at 256),
+  and XLA:CPU takes them from the kernel again at every step (page faults, 4-16 s
+  of kernel time per step there); parts of 64 samples reuse a quarter of it:
+  243_27_27 at 256 10.5 -> 7.6 s, 81_9_9 at 256 3.40 -> 2.99 s (2 parts; 4: 2.75 s).
+  Below the budget parts only add overhead (243_27_27 at 64, 81_9_9 at 64, 27_3_3
+  at 256: the same or up to 10 % slower).
 * Both: the spatial branch's attention (head dim 4, 17 tokens) as broadcast products
   instead of thousands of tiny batched dots (`model.Attention`, same parameters and
   values); with the options above its gradient is 3-6x faster (62 -> 9-14 ms per
@@ -29,11 +37,17 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from poseformer_jax import flops
+
 # XLA:CPU compiler options per kind of program (`jax.jit(..., compiler_options=...)`).
 OPTIONS = {
     "forward": {"xla_cpu_experimental_ynn_fusion_type": ""},
     "train": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"},
 }
+
+# Train-step work (GFLOP, forward + backward ~ 3 forwards) per microbatch above which
+# a CPU step splits its batch (`train_microbatches`).
+MICROBATCH_GFLOP = 250.0
 
 # `PoseFormerV2.spatial_attention` for every program on a CPU.
 SPATIAL_ATTENTION = "broadcast"
@@ -70,3 +84,22 @@ def tuned_model(model):
   if jax.default_backend() == "cpu" and hasattr(model, "spatial_attention"):
     return model.clone(spatial_attention=SPATIAL_ATTENTION)
   return model
+
+
+def train_microbatches(model_cfg, process_batch: int, process_devices: int) -> int:
+  """Microbatches per train step when ``train.grad_accum_steps`` is 0 (automatic).
+
+  1 off a CPU. On a CPU, the fewest parts, a power of 2 that divides each device's
+  rows, whose work each stays within `MICROBATCH_GFLOP` (`flops.matmul_flops` x 3 per
+  sample). ``process_batch``: this process's share of the global batch, over its
+  ``process_devices`` devices. E.g. 243_27_27 at 256: 4; 81_9_9 at 256: 2; every
+  variant at 64 and the four small ones at 256: 1.
+  """
+  if jax.default_backend() != "cpu":
+    return 1
+  work = 3 * flops.matmul_flops(model_cfg) / 1e9 * process_batch
+  per_device = process_batch // max(int(process_devices), 1)
+  parts = 1
+  while work / parts > MICROBATCH_GFLOP and per_device % (2 * parts) == 0:
+    parts *= 2
+  return parts

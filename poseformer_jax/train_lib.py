@@ -203,7 +203,8 @@ def _setup(config, workdir, data, pipeline, validate, print_fn) -> _Run:
   say = print_fn or ((lambda s: print(s, flush=True)) if is_main else (lambda s: None))
   workdir = checkpoint.prepare_workdir(workdir)
   mesh = parallel.make_mesh()
-  parallel.check_batch_size(config.train.batch_size, mesh, config.train.grad_accum_steps)
+  parallel.check_batch_size(config.train.batch_size, mesh,
+                            max(int(config.train.grad_accum_steps), 1))
   model = model_lib.from_config(config.model)
   validating = int(config.train.eval_every_epochs) > 0
   if data is None and (pipeline is None or (validate is None and validating)):
@@ -232,20 +233,21 @@ def _start(run: _Run) -> tuple[TrainState, LoopState]:
   config, mesh = run.config, run.mesh
   optimizer = step_lib.make_optimizer(config.train, run.steps_per_epoch)
   init_key, dropout_key = step_lib.rng_keys(config.train.seed)
+  abstract = step_lib.init_state(run.model, optimizer, init_key, mesh, abstract=True)
+  restored = run.ckpts.restore_latest(config, run.steps_per_epoch, abstract.params,
+                                      abstract.opt_state)
+  # The microbatch count changes the drop-path draws, so a resumed run keeps its own.
+  accum = (restored[3]["grad_accum_steps"] if restored is not None else step_lib.microbatches(
+      config.train.grad_accum_steps, config.model, config.train.batch_size, mesh))
   run.constants = {
       "version": checkpoint.META_VERSION, "steps_per_epoch": run.steps_per_epoch,
       "global_batch": int(config.train.batch_size), "seed": int(config.train.seed),
       "shuffle_seed": int(config.data.shuffle_seed),
-      "dropout_key": list(step_lib.key_tuple(dropout_key))}
-  spec = step_lib.step_spec(run.model, optimizer, mesh, dropout_key,
-                            accum_steps=int(config.train.grad_accum_steps),
+      "dropout_key": list(step_lib.key_tuple(dropout_key)), "grad_accum_steps": accum}
+  spec = step_lib.step_spec(run.model, optimizer, mesh, dropout_key, accum_steps=accum,
                             noise_std=float(config.data.get("noise_std", 0.0)))
   jitted = jax.jit(step_lib.train_step, **step_lib.jit_kwargs(mesh))
   run.step_fn = lambda state, batch: jitted(state, batch, spec)
-
-  abstract = step_lib.init_state(run.model, optimizer, init_key, mesh, abstract=True)
-  restored = run.ckpts.restore_latest(config, run.steps_per_epoch, abstract.params,
-                                      abstract.opt_state)
   main = jax.process_index() == 0
   run.logger = logging_lib.MetricLogger(run.workdir, enabled=main,
                                         tensorboard=config.train.tensorboard)
@@ -263,7 +265,9 @@ def _start(run: _Run) -> tuple[TrainState, LoopState]:
     run.say(f"Training {config.get('variant', '')} ({n_params:,} parameters) on "
             f"{mesh.devices.size} device(s) / {jax.process_count()} process(es); global batch "
             f"{config.train.batch_size}, {run.steps_per_epoch} steps per epoch, "
-            f"{config.train.epochs} epochs; workdir {run.workdir}")
+            f"{config.train.epochs} epochs"
+            + (f", each step in {accum} microbatches" if accum > 1 else "")
+            + f"; workdir {run.workdir}")
     return state, LoopState()
   where, params, opt_state, meta = restored
   loop = LoopState.from_meta(meta)

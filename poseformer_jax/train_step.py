@@ -132,10 +132,12 @@ class Optimizer:
 def validate_config(config) -> None:
   """Raises ConfigError, in one line, for a training config that cannot run."""
   t = config.train
-  for name in ("batch_size", "epochs", "checkpoint_every_epochs", "keep_checkpoints",
-               "grad_accum_steps"):
+  for name in ("batch_size", "epochs", "checkpoint_every_epochs", "keep_checkpoints"):
     if int(t[name]) < 1:
       raise ConfigError(f"train.{name} must be >= 1, got {t[name]}")
+  if int(t.grad_accum_steps) < 0:
+    raise ConfigError("train.grad_accum_steps must be >= 1 (microbatches per step) or 0 "
+                      f"(automatic), got {t.grad_accum_steps}")
   if float(t.learning_rate) <= 0 or not math.isfinite(float(t.learning_rate)):
     raise ConfigError(f"train.learning_rate must be positive, got {t.learning_rate}")
   if config.model.dtype not in ("float32", "bfloat16"):
@@ -267,6 +269,16 @@ def step_spec(model: model_lib.PoseFormerV2, optimizer, mesh: Mesh, dropout_key:
   return StepSpec(model=cpu_tuning.tuned_model(model), optimizer=optimizer, mesh=mesh,
                   dropout_key=key_tuple(dropout_key), accum_steps=int(accum_steps),
                   noise_std=float(noise_std))
+
+
+def microbatches(setting: int, model_cfg, global_batch: int, mesh: Mesh) -> int:
+  """Microbatches per step for ``train.grad_accum_steps`` = `setting`: the setting when
+  >= 1; for 0 (automatic) `cpu_tuning.train_microbatches` of this process's share of
+  the batch over its devices of `mesh` (1 off a CPU)."""
+  if int(setting) >= 1:
+    return int(setting)
+  return cpu_tuning.train_microbatches(model_cfg, int(global_batch) // jax.process_count(),
+                                       len(mesh.local_devices))
 
 
 def jit_kwargs(mesh: Mesh) -> dict:

@@ -12,6 +12,7 @@ import pytest
 
 from poseformer_jax import config_lib, cpu_tuning, inference, parallel, train_step
 from poseformer_jax import model as model_lib
+from poseformer_jax.errors import ConfigError
 
 pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU compiler options")
 
@@ -128,3 +129,30 @@ def test_dense_kernel_gradient_reads_the_activations_as_they_lie():
   np.testing.assert_allclose(v_ours, v_theirs, rtol=1e-6)
   for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_theirs)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_train_steps_split_only_large_batches_into_microbatches(monkeypatch):
+  """Automatic microbatches: the long variants at large batches on a CPU; never elsewhere."""
+  def parts(name, batch, devices=1):
+    cfg = config_lib.base_config()
+    config_lib.set_variant(cfg, name)
+    return cpu_tuning.train_microbatches(cfg.model, batch, devices)
+
+  assert [parts("243_27_27", b) for b in (32, 64, 128, 256, 1024)] == [1, 1, 2, 4, 16]
+  assert [parts("81_9_9", b) for b in (64, 256)] == [1, 2]
+  assert [parts(v, 256) for v in ("27_1_3", "27_3_3", "81_1_3", "81_3_3")] == [1, 1, 1, 1]
+  # Each device's rows split evenly: 4 devices x 64 rows may take 4 parts, 2 x 125 none.
+  assert parts("243_27_27", 256, devices=4) == 4
+  assert parts("243_27_27", 250, devices=2) == 1
+  assert parts("243_27_27", 24, devices=1) == 1
+  # An explicit setting wins; off a CPU the automatic count is 1.
+  cfg = config_lib.base_config()
+  config_lib.set_variant(cfg, "243_27_27")
+  mesh = parallel.make_mesh()
+  assert train_step.microbatches(0, cfg.model, 256, mesh) == 4
+  assert train_step.microbatches(3, cfg.model, 256, mesh) == 3
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  assert train_step.microbatches(0, cfg.model, 1024, mesh) == 1
+  cfg.train.grad_accum_steps = -1
+  with pytest.raises(ConfigError, match=r"grad_accum_steps must be >= 1 .* or 0 \(automatic\)"):
+    train_step.validate_config(cfg)

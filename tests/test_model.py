@@ -119,6 +119,21 @@ def test_flops_close_to_paper():
     assert 1.0 < ratio < 1.08, (name, ratio)
 
 
+def test_counted_matmul_flops_are_xlas_count_less_the_element_wise_work():
+  """`flops.matmul_flops` (from the config alone) is 0.97-1.0x XLA's count, per variant."""
+  from poseformer_jax import flops
+  for name in ("27_1_3", "243_27_27"):
+    cfg = config_lib.base_config()
+    config_lib.set_variant(cfg, name)
+    ratio = flops.matmul_flops(cfg.model) / flops.forward_flops(cfg.model, batch=1)
+    assert 0.97 < ratio < 1.0, (name, ratio)
+  # It follows each dimension: twice the depth is about twice the work.
+  deeper = config_lib.base_config()
+  config_lib.set_variant(deeper, "243_27_27")
+  deeper.model.depth = 8
+  assert 1.9 < flops.matmul_flops(deeper.model) / flops.matmul_flops(cfg.model) < 2.0
+
+
 def test_gelu_is_the_exact_erf_form():
   """The model's GELU (written with erf) equals x * Phi(x) in float64 and jax's erfc form."""
   from math import erf, sqrt

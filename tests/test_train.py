@@ -262,6 +262,29 @@ def test_resume_refuses_other_architecture_or_batch(baseline, tmp_path):
                     print_fn=lambda s: None)
 
 
+def test_automatic_microbatches_are_recorded_and_kept_on_resume(baseline, tmp_path,
+                                                               monkeypatch):
+  """train.grad_accum_steps=0 resolves once (`cpu_tuning`); a resumed run keeps that count
+  (its drop-path draws depend on it) even where it would now resolve otherwise."""
+  from poseformer_jax import cpu_tuning, flops
+  config, _, _ = baseline
+  workdir = tmp_path / "run"
+  batch_work = 3 * flops.matmul_flops(config.model) / 1e9 * config.train.batch_size
+  monkeypatch.setattr(cpu_tuning, "MICROBATCH_GFLOP", batch_work / 3)  # -> 4 parts
+  lines = []
+  train_lib.train(tiny_config(config.data.root, **{"train.stop_after_steps": 2}), workdir,
+                  print_fn=lines.append)
+  assert restored_params(workdir)[1]["grad_accum_steps"] == 4
+  assert any("each step in 4 microbatches" in line for line in lines), lines
+  monkeypatch.setattr(cpu_tuning, "MICROBATCH_GFLOP", batch_work * 2)  # -> 1 part now
+  with pytest.raises(ConfigError, match="grad_accum_steps: checkpoint 4 vs now 1"):
+    train_lib.train(tiny_config(config.data.root, **{"train.grad_accum_steps": 1}), workdir,
+                    print_fn=lambda s: None)
+  r = train_lib.train(tiny_config(config.data.root, **{"train.stop_after_steps": 3}), workdir,
+                      print_fn=lambda s: None)
+  assert r.step == 3 and restored_params(workdir)[1]["grad_accum_steps"] == 4
+
+
 class _NaNAfter:
   """Wraps a pipeline; from global step `bad` on the inputs are NaN."""
 
