@@ -19,11 +19,11 @@ Measured on the project's 2-core AVX-512 host, each alternated in one process
 * The train step, at large batches: the batch as microbatches (`train_microbatches`)
   once one pass would be more than `MICROBATCH_GFLOP` of work. One pass over the
   whole batch allocates all its activations at once (3.3 GB for 243_27_27 at 256),
-  and XLA:CPU takes them from the kernel again at every step (page faults, 4-16 s
-  of kernel time per step there); parts of 64 samples reuse a quarter of it:
-  243_27_27 at 256 10.5 -> 7.6 s, 81_9_9 at 256 3.40 -> 2.99 s (2 parts; 4: 2.75 s).
-  Below the budget parts only add overhead (243_27_27 at 64, 81_9_9 at 64, 27_3_3
-  at 256: the same or up to 10 % slower).
+  and XLA:CPU takes them from the kernel again at every step (816,000 page faults
+  there); in 4 parts of 64 samples it faults a quarter of that: 243_27_27 at 256
+  8.4 -> 7.4 s (2 parts: 7.7 s). 81_9_9 at 256 (2 parts) runs at the same speed in
+  half the memory. Below the budget parts only add overhead (243_27_27 at 64,
+  81_9_9 at 64, 27_3_3 at 256: the same or up to 10 % slower).
 * Both: the spatial branch's attention (head dim 4, 17 tokens) as broadcast products
   instead of thousands of tiny batched dots (`model.Attention`, same parameters and
   values); with the options above its gradient is 3-6x faster (62 -> 9-14 ms per
