@@ -9,7 +9,9 @@ Both frameworks run the same random weights (the PyTorch reference model of
 the tests, converted with `torch_to_flax`) on the same inputs with the same
 thread count; the PyTorch side is eager under ``torch.inference_mode()``.
 One output frame per window, so frames/s = windows/s. Each repeat times JAX
-then PyTorch; medians over repeats. `--max-work` caps batch x per-frame
+then PyTorch, each turn after one untimed call of the same side (a call after
+the other framework's pays for its page faults; `common.alternate`'s
+``settle``); medians over repeats. `--max-work` caps batch x per-frame
 cost on this CPU (243_27_27 at batch 1024 is ~1 TFLOP per call): a capped
 case runs at the largest batch below the cap and says so.
 """
@@ -53,7 +55,7 @@ def run(variants, batches, repeats, max_gflop, target_s):
           ref(x_t)
 
       t = common.alternate({"jax": jax_call, "torch": torch_call}, repeats=repeats,
-                           target_s=target_s)
+                           target_s=target_s, settle=1)
       row = {"variant": v, "batch": b, "run_batch": run_b,
              "jax_fps": run_b / t["jax"]["median"], "torch_fps": run_b / t["torch"]["median"],
              "jax_ms": t["jax"]["median"] * 1e3, "torch_ms": t["torch"]["median"] * 1e3,
