@@ -17,7 +17,8 @@ random-weight PyTorch reference converted to Flax (both sides identical).
   P1 (torch), P2 (numpy Procrustes per frame, as upstream's ``p_mpjpe``),
   P3 and MPJVE (numpy).
 
-Both are timed alternately. "Outside forward" is the pass's time minus
+Both are timed alternately, each turn after one untimed pass of the same side
+(`common.alternate`'s ``settle``). "Outside forward" is the pass's time minus
 (number of forward calls x the median time of one forward call at that batch
 shape, measured in the same process): window building, flips, transfers,
 metrics and Python overhead.
@@ -144,7 +145,7 @@ def run(variant, actions, frames, batch_size, repeats):
   p1_jax, p1_torch = jax_pass(), torch_pass()
   upstream_share.clear()
   t = common.alternate({"jax": jax_pass, "jax_forwards": jax_forwards, "upstream": torch_pass},
-                       repeats=repeats, target_s=0.0, warmup=0)
+                       repeats=repeats, target_s=0.0, warmup=0, settle=1)
   jax_fwd = t["jax_forwards"]["median"]
   up_share = float(np.median(upstream_share))
   up_fwd = up_share * t["upstream"]["median"]
