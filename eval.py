@@ -21,6 +21,7 @@ from ml_collections import config_flags
 
 from poseformer_jax import cli
 from poseformer_jax import evaluation
+from poseformer_jax import host_memory
 from poseformer_jax.errors import PoseFormerError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -42,6 +43,7 @@ def main(argv=None) -> int:
   if not _VERBOSE.value:
     logging.set_verbosity(logging.WARNING)  # orbax/jax INFO chatter
   try:
+    host_memory.configure(config.host_memory)  # before JAX starts its backend
     results = evaluation.run_eval(config, _CHECKPOINT.value, output=_OUTPUT.value)
   except PoseFormerError as e:
     if _VERBOSE.value:

@@ -26,6 +26,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from poseformer_jax import cli
+from poseformer_jax import host_memory
 from poseformer_jax import parallel
 from poseformer_jax import train_lib
 from poseformer_jax.errors import PoseFormerError
@@ -55,6 +56,7 @@ def main(argv=None) -> int:
     # TensorFlow, optional, is kept off the GPUs where the tf.data backend imports it
     # (`data.pipeline`): importing it here would cost every run, failing ones included,
     # seconds and two lines of stderr.
+    host_memory.configure(config.host_memory)  # before JAX starts its backend
     parallel.maybe_initialize_distributed(config.train)
     result = train_lib.train(config, _WORKDIR.value)
   except PoseFormerError as e:

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 from absl import flags
 
-from poseformer_jax import cli, config_lib, model as model_lib, parallel, train_step
+from poseformer_jax import cli, config_lib, host_memory, model as model_lib, parallel, train_step
 
 
 def bench(config, batch: int, steps: int, warmup: int, accum: int) -> float:
@@ -72,6 +72,8 @@ def main(argv=None) -> int:
       c = config_lib.base_config()
       config_lib.set_variant(c, v)
       configs.append((v, c))
+  # As train.py: the host memory policy before the backend starts.
+  host_memory.configure(configs[0][1].host_memory)
   print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}; batch {fv.batch}")
   for name, c in configs:
     c.model.dtype = fv.dtype

@@ -17,12 +17,15 @@ Fairness rules every script follows:
 
 from __future__ import annotations
 
+import functools
 import json
+import multiprocessing
 import os
 import platform
 import statistics
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,7 +43,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 
-from poseformer_jax import cli, config_lib, convert  # noqa: E402
+from poseformer_jax import cli, config_lib, convert, host_memory  # noqa: E402
 from poseformer_jax import model as model_lib  # noqa: E402
 
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -155,12 +158,94 @@ def best_of(fn: Callable[[], Any], repeats: int) -> float:
 
 def calibrate(fn: Callable[[], object], target_s: float) -> int:
   """Calls per timed sample so that one sample lasts about target_s (fn already warm)."""
-  return max(1, int(round(target_s / max(timed(fn), 1e-6))))
+  return max(1, int(round(target_s / max(timer(fn)(1), 1e-6))))
+
+
+def timer(fn) -> Callable[[int], float]:
+  """`calls` -> seconds per call of `fn`: `timed` here, or in its process for a `Remote`."""
+  return fn.timed if isinstance(fn, Remote) else functools.partial(timed, fn)
+
+
+class Remote:
+  """A contender that runs in a process of its own, timed there (`alternate` takes it like a
+  blocking callable): each framework then has its process to itself, as its users run it,
+  with its own allocator state and process-wide settings.
+
+  ``build(*args)``, a module-level function, runs in the new process after ``setup()``
+  and returns ``(call, info)``: the blocking call to time and a picklable dict (kept as
+  `info`). Use as a context manager; the process ends with it.
+  """
+
+  def __init__(self, build: Callable, *args, setup: Callable[[], None] | None = None):
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited JAX backend
+    self._conn, child = ctx.Pipe()
+    self._process = ctx.Process(target=_serve, args=(child, setup, build, args), daemon=True)
+    self._process.start()
+    child.close()
+    self.info = self._reply()
+
+  def __call__(self) -> None:
+    self.timed(1)
+
+  def timed(self, calls: int) -> float:
+    """Seconds per call over `calls` calls, timed in the process (`timed`)."""
+    self._conn.send(calls)
+    return self._reply()
+
+  def _reply(self):
+    try:
+      status, value = self._conn.recv()
+    except EOFError:
+      self._process.join(5)
+      raise RuntimeError(f"benchmark process exited (status {self._process.exitcode})") from None
+    if status == "error":
+      raise RuntimeError(f"in the benchmark process:\n{value}")
+    return value
+
+  def close(self) -> None:
+    if self._process.is_alive():
+      self._conn.send(None)
+      self._process.join(30)
+    self._conn.close()
+
+  def __enter__(self) -> "Remote":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+def _serve(conn, setup, build, args) -> None:
+  """`Remote`'s process: builds the call, then times it on request until told to stop."""
+  try:
+    if setup is not None:
+      setup()
+    call, info = build(*args)
+    conn.send(("ok", info))
+    while (calls := conn.recv()) is not None:
+      conn.send(("ok", timed(call, calls)))
+  except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
+    conn.send(("error", traceback.format_exc()))
+
+
+def jax_process(cache: bool = True) -> None:
+  """`Remote` set-up of a process that runs JAX as `train.py` and `eval.py` do: their host
+  memory policy (`poseformer_jax.host_memory`, set before the backend starts) and the
+  compilation cache."""
+  host_memory.configure(config_lib.base_config().host_memory)
+  if cache:
+    enable_compilation_cache()
+
+
+def torch_process() -> None:
+  """`Remote` set-up of a PyTorch process: `setup_torch`'s threads, malloc as it is."""
+  setup_torch()
 
 
 def alternate(fns: dict[str, Callable[[], object]], repeats: int = 5, target_s: float = 0.3,
               warmup: int = 1, settle: int = 0) -> dict[str, dict]:
-  """Times each fn (blocking calls) in turn, `repeats` rounds; seconds per call.
+  """Times each fn (blocking calls, or `Remote` contenders) in turn, `repeats` rounds;
+  seconds per call.
 
   ``settle`` untimed calls open each turn, so the timed ones follow a call of the
   same fn, as in a loop of training steps, not one of the other side: on this
@@ -173,13 +258,14 @@ def alternate(fns: dict[str, Callable[[], object]], repeats: int = 5, target_s: 
   for fn in fns.values():
     for _ in range(warmup):
       fn()
+  timers = {k: timer(fn) for k, fn in fns.items()}
   calls = {k: calibrate(fn, target_s) for k, fn in fns.items()}
   samples: dict[str, list[float]] = {k: [] for k in fns}
   for _ in range(repeats):
     for k, fn in fns.items():
       for _ in range(settle):
         fn()
-      samples[k].append(timed(fn, calls[k]))
+      samples[k].append(timers[k](calls[k]))
   return {k: {"median": statistics.median(v), "min": min(v), "samples": v, "calls": calls[k]}
           for k, v in samples.items()}
 

@@ -53,6 +53,7 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.variant = "27_3_3"
   c.model = model_config()
+  c.host_memory = "auto"  # train.py/eval.py: 'auto' | 'keep' | 'system' (see `host_memory`)
 
   c.data = ml_collections.ConfigDict(dict(
       dataset="h36m",                   # 'h36m' | 'mpi_inf_3dhp'
