@@ -8,16 +8,18 @@ JAX runs the project's forward (`inference.chunked_apply` with
 Both frameworks run the same random weights (the PyTorch reference model of
 the tests, converted with `torch_to_flax`) on the same inputs with the same
 thread count; the PyTorch side is eager under ``torch.inference_mode()``.
-One output frame per window, so frames/s = windows/s. Each repeat times JAX
-then PyTorch, each turn after one untimed call of the same side (a call after
-the other framework's pays for its page faults; `common.alternate`'s
-``settle``); medians over repeats. `--max-work` caps batch x per-frame
+One output frame per window, so frames/s = windows/s. Each framework runs in a
+process of its own (`common.Remote`; JAX with the host memory policy of
+`eval.py`), as its users run it; each repeat times JAX then PyTorch, each turn
+after one untimed call of the same side (`common.alternate`'s ``settle``);
+medians over repeats. `--max-work` caps batch x per-frame
 cost on this CPU (243_27_27 at batch 1024 is ~1 TFLOP per call): a capped
 case runs at the largest batch below the cap and says so.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import common
@@ -28,34 +30,49 @@ from absl import flags
 from poseformer_jax import cpu_tuning, inference
 
 
-def run(variants, batches, repeats, max_gflop, target_s):
-  torch = common.setup_torch()
+def build_jax(variant: str, batch: int):
+  """The JAX side (in its own process): Predictor's network call (chunked on a CPU) with its
+  compiler options. Returns (call, {'out': the outputs})."""
+  _, model, params = common.reference_pair(variant, torch_model=False)
+  fwd = jax.jit(inference.chunked_apply(model, inference.default_chunk_rows()),
+                compiler_options=cpu_tuning.compiler_options("forward"))
+  x = jax.device_put(common.inputs(variant, batch))
+  out = np.asarray(fwd(params, x))
 
+  def call():
+    fwd(params, x).block_until_ready()
+
+  return call, {"out": out}
+
+
+def build_torch(variant: str, batch: int):
+  """The PyTorch side (in its own process): the reference in eager mode under
+  ``torch.inference_mode()``, same weights and inputs. Returns (call, {'out': ...})."""
+  import torch
+
+  from torch_checkpoints import random_reference  # needs torch
+
+  m = common.model_config(variant).model
+  ref = random_reference(m.num_frames, m.kept_frames, m.kept_coeffs, seed=0)  # as reference_pair
+  x = torch.from_numpy(common.inputs(variant, batch))
+
+  def call():
+    with torch.inference_mode():
+      return ref(x)
+
+  return call, {"out": call().numpy()}
+
+
+def run(variants, batches, repeats, max_gflop, target_s, cache=True):
   results = []
   for v in variants:
-    ref, model, params = common.reference_pair(v)
-    # The project's forward: Predictor's network call (chunked on a CPU) and its options.
-    fwd = jax.jit(inference.chunked_apply(model, inference.default_chunk_rows()),
-                  compiler_options=cpu_tuning.compiler_options("forward"))
     for b in batches:
       run_b = common.capped_batch(v, b, max_gflop)
-      x_np = common.inputs(v, run_b)
-      x_jax = jax.device_put(x_np)
-      x_t = torch.from_numpy(x_np.copy())
-      jax_out = np.asarray(fwd(params, x_jax))
-      with torch.inference_mode():
-        t_out = ref(x_t).numpy()
-      err = float(np.abs(jax_out - t_out).max())
-
-      def jax_call():
-        fwd(params, x_jax).block_until_ready()
-
-      def torch_call():
-        with torch.inference_mode():
-          ref(x_t)
-
-      t = common.alternate({"jax": jax_call, "torch": torch_call}, repeats=repeats,
-                           target_s=target_s, settle=1)
+      with common.Remote(build_jax, v, run_b, setup=functools.partial(common.jax_process, cache)) as jx, \
+           common.Remote(build_torch, v, run_b, setup=common.torch_process) as pt:
+        err = float(np.abs(jx.info["out"] - pt.info["out"]).max())
+        t = common.alternate({"jax": jx, "torch": pt}, repeats=repeats, target_s=target_s,
+                             settle=1)
       row = {"variant": v, "batch": b, "run_batch": run_b,
              "jax_fps": run_b / t["jax"]["median"], "torch_fps": run_b / t["torch"]["median"],
              "jax_ms": t["jax"]["median"] * 1e3, "torch_ms": t["torch"]["median"] * 1e3,
@@ -83,7 +100,7 @@ def main(argv=None) -> int:
   if fv.quick:
     variants, batches = variants[:2], [1, 64]
     repeats, target = fv.repeats or 3, 0.15
-  rows = run(variants, batches, repeats, max_work, target)
+  rows = run(variants, batches, repeats, max_work, target, cache=not fv["no-cache"].value)
   return common.report(
       ["variant", "batch", "JAX f/s", "PyTorch f/s", "JAX/PyTorch", "per round", "JAX ms/call",
        "max |diff| m"],

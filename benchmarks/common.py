@@ -182,7 +182,11 @@ class Remote:
     self._process = ctx.Process(target=_serve, args=(child, setup, build, args), daemon=True)
     self._process.start()
     child.close()
-    self.info = self._reply()
+    try:
+      self.info = self._reply()
+    except RuntimeError:
+      self.close()
+      raise
 
   def __call__(self) -> None:
     self.timed(1)
