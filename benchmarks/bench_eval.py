@@ -17,15 +17,18 @@ random-weight PyTorch reference converted to Flax (both sides identical).
   P1 (torch), P2 (numpy Procrustes per frame, as upstream's ``p_mpjpe``),
   P3 and MPJVE (numpy).
 
-Both are timed alternately, each turn after one untimed pass of the same side
-(`common.alternate`'s ``settle``). "Outside forward" is the pass's time minus
-(number of forward calls x the median time of one forward call at that batch
-shape, measured in the same process): window building, flips, transfers,
-metrics and Python overhead.
+Each runs in a process of its own (`common.Remote`; JAX with `eval.py`'s host memory
+policy), as its users run it; they are timed alternately, each turn after one
+untimed pass of the same side (`common.alternate`'s ``settle``). "Outside forward"
+is the pass's time minus the forward calls' time: for JAX the same number of
+forward calls at the pass's batch shape, timed alone in a third process; for
+upstream the share of its passes spent in its forward calls (median of 3 passes).
+That is window building, flips, transfers, metrics and Python overhead.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 import tempfile
 import time
@@ -109,52 +112,88 @@ def _p_mpjpe(pred, target):
   return np.mean(np.linalg.norm(aligned - target, axis=-1), axis=-1)
 
 
-def run(variant, actions, frames, batch_size, repeats):
-  torch = common.setup_torch()
-  ref, model, params = common.reference_pair(variant)
+def _setup(variant, actions, frames, batch_size):
+  """Model, weights, the synthetic test sequences and the project's predictor."""
+  _, model, params = common.reference_pair(variant, torch_model=False)
   with tempfile.TemporaryDirectory() as tmp:
     sequences, info = load_synthetic(Path(tmp), actions, frames)
-  total = sum(len(s) for s in sequences)
   predictor = evaluation.make_predictor(model, params, info, batch_size=batch_size, flip=True)
+  return model, sequences, info, predictor
+
+
+def build_jax_pass(variant, actions, frames, batch_size):
+  """The JAX side (its own process): `eval.py`'s pass. Returns (call, {'p1', 'frames', ...})."""
+  _, sequences, info, predictor = _setup(variant, actions, frames, batch_size)
 
   def jax_pass():
     return evaluation.evaluate(predictor, sequences, info, progress=False)["average"]["p1"]
 
-  # The same number of forward calls at the same shape, nothing else (the pass's floor).
+  return jax_pass, {"p1": jax_pass(), "frames": sum(len(s) for s in sequences),
+                    "sequences": len(sequences)}
+
+
+def build_jax_forwards(variant, actions, frames, batch_size):
+  """The pass's floor (its own process): the same number of forward calls at the same
+  shape through the pass's own path (shared frames for f > 1), nothing else."""
+  model, sequences, _, predictor = _setup(variant, actions, frames, batch_size)
+  total = sum(len(s) for s in sequences)
   pass_batch = predictor.batch_for(total)  # the batch the pass picks for this many windows
   n_calls = -(-total // pass_batch)
-  frames = np.concatenate([s.keypoints_2d for s in sequences])
-  frames = jax.device_put(np.pad(frames, ((0, max(0, 2 * pass_batch - total)), (0, 0), (0, 0))))
+  frames_2d = np.concatenate([s.keypoints_2d for s in sequences])
+  frames_2d = jax.device_put(np.pad(frames_2d, ((0, max(0, 2 * pass_batch - total)), (0, 0), (0, 0))))
   offsets = np.arange(model.num_frames) - predictor.pad
   idx = np.clip(np.arange(pass_batch)[:, None] + offsets, 0, total - 1).astype(np.int32)
 
-  def jax_forwards():  # the pass's own path (shared frames for f > 1), on one index batch
+  def jax_forwards():
     for _ in range(n_calls):
-      predictor._forward_batch(frames, idx).block_until_ready()
+      predictor._forward_batch(frames_2d, idx).block_until_ready()
 
-  upstream_forward: list[float] = []
-  upstream_share: list[float] = []
+  return jax_forwards, {}
+
+
+def build_upstream(variant, actions, frames):
+  """The upstream loop (its own process, PyTorch). Returns (call, {'p1', 'forward_share'}):
+  the share of a pass spent in the forward calls, median of 3 passes."""
+  import torch
+
+  from torch_checkpoints import random_reference  # needs torch
+
+  m = common.model_config(variant).model
+  ref = random_reference(m.num_frames, m.kept_frames, m.kept_coeffs, seed=0)  # as reference_pair
+  with tempfile.TemporaryDirectory() as tmp:
+    sequences, info = load_synthetic(Path(tmp), actions, frames)
+  forward: list[float] = []
+  shares = []
 
   def torch_pass():
-    upstream_forward.clear()
+    forward.clear()
     t0 = time.perf_counter()
-    p1 = upstream_eval(ref, sequences, info, model.num_frames, torch, upstream_forward)
-    upstream_share.append(sum(upstream_forward) / (time.perf_counter() - t0))
+    p1 = upstream_eval(ref, sequences, info, m.num_frames, torch, forward)
+    shares.append(sum(forward) / (time.perf_counter() - t0))
     return p1
 
-  p1_jax, p1_torch = jax_pass(), torch_pass()
-  upstream_share.clear()
-  t = common.alternate({"jax": jax_pass, "jax_forwards": jax_forwards, "upstream": torch_pass},
-                       repeats=repeats, target_s=0.0, warmup=0, settle=1)
+  p1 = [torch_pass() for _ in range(3)][0]
+  return torch_pass, {"p1": p1, "forward_share": float(np.median(shares))}
+
+
+def run(variant, actions, frames, batch_size, repeats, cache=True):
+  jax_setup = functools.partial(common.jax_process, cache)
+  with common.Remote(build_jax_pass, variant, actions, frames, batch_size, setup=jax_setup) as jx, \
+       common.Remote(build_jax_forwards, variant, actions, frames, batch_size,
+                     setup=jax_setup) as jf, \
+       common.Remote(build_upstream, variant, actions, frames, setup=common.torch_process) as up:
+    t = common.alternate({"jax": jx, "jax_forwards": jf, "upstream": up},
+                         repeats=repeats, target_s=0.0, warmup=0, settle=1)
+  total = jx.info["frames"]
   jax_fwd = t["jax_forwards"]["median"]
-  up_share = float(np.median(upstream_share))
+  up_share = up.info["forward_share"]
   up_fwd = up_share * t["upstream"]["median"]
-  row = {"variant": variant, "sequences": len(sequences), "frames": total,
+  row = {"variant": variant, "sequences": jx.info["sequences"], "frames": total,
          "batch_size": batch_size,
          "jax_s": t["jax"]["median"], "upstream_s": t["upstream"]["median"],
          "jax_fps": total / t["jax"]["median"], "upstream_fps": total / t["upstream"]["median"],
          "jax_forward_s": jax_fwd, "upstream_forward_s": up_fwd,
-         "p1_jax_mm": p1_jax, "p1_upstream_mm": p1_torch}
+         "p1_jax_mm": jx.info["p1"], "p1_upstream_mm": up.info["p1"]}
   row["ratio"] = row["jax_fps"] / row["upstream_fps"]
   row["jax_outside_forward"] = max(0.0, 1 - jax_fwd / row["jax_s"])
   row["upstream_outside_forward"] = 1 - up_share
@@ -175,7 +214,7 @@ def main(argv=None) -> int:
   if fv.quick:
     frames, repeats = min(frames, 120), fv.repeats or 2
     batch_size = min(batch_size, 256)
-  row = run(fv.variant, fv.actions, frames, batch_size, repeats)
+  row = run(fv.variant, fv.actions, frames, batch_size, repeats, cache=not fv["no-cache"].value)
   return common.report(
       ["variant", "frames", "JAX f/s", "upstream f/s", "JAX/upstream", "JAX s", "upstream s",
        "JAX outside fwd", "upstream outside fwd", "P1 JAX mm", "P1 upstream mm"],
