@@ -8,7 +8,9 @@ page faults per train step for 243_27_27 at batch 64 (0.5-0.7 s of kernel time i
 step on a 2-core virtual machine). Told to keep freed memory (one arena, no ``mmap``'d
 blocks, no trimming), glibc hands the same pages back at the next step and the step
 faults none: 243_27_27 at 64 1.95-2.0 -> 1.6-1.67 s, 27_3_3 at 256 0.83 -> 0.72-0.74 s
-(`benchmarks/README.md`, "Keeping freed host memory").
+(`benchmarks/README.md`, "Training step, each framework in its own process"). Now and
+then glibc still places a block anew and that run faults it in (a small probe: most runs
+none, some 4,096-8,192 of its 8,192 pages), so it is a large saving, not a guarantee.
 
 It is process-wide and has to be set before JAX starts its backend (threads that have
 already allocated keep their own arenas), so entry points call `configure` first in
@@ -34,6 +36,8 @@ import importlib.util
 import os
 import pkgutil
 import platform
+
+import jax  # importing jax does not start its backend
 
 from poseformer_jax.errors import ConfigError
 
@@ -91,8 +95,6 @@ def platforms() -> list[str]:
 
   Read without starting JAX's backend.
   """
-  import jax  # importing jax does not start its backend
-
   value = jax.config.jax_platforms or os.environ.get("JAX_PLATFORMS", "")
   return [p.strip() for p in str(value).split(",") if p.strip()]
 

@@ -52,11 +52,11 @@ _PROBE = textwrap.dedent("""
     for _ in range(3):
       f(x).block_until_ready()
     faults = []
-    for _ in range(5):
+    for _ in range(8):
       r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
       f(x).block_until_ready()
       faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0)
-    print(kept, sorted(faults)[2])
+    print(kept, min(faults))
 """)
 
 
@@ -66,14 +66,15 @@ def test_kept_memory_stops_the_page_faults_of_repeated_runs(tmp_path):
     out = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True,
                          env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    kept, median = out.stdout.split()
-    return kept == "True", int(median)
+    kept, fewest = out.stdout.split()
+    return kept == "True", int(fewest)
 
   kept, with_policy = faults("keep")
   assert kept
   not_kept, without = faults("system")
   assert not not_kept
   # Without the policy every run faults its ~48 MB of temporaries in again (> 8,000
-  # pages of 4 KiB); with it, the pages of the run before are reused.
+  # pages of 4 KiB, the fewest of 8 runs); with it runs reuse the pages of the run before
+  # (most fault none; glibc still places a block anew now and then: 4,096-8,192 faults).
   assert without > 8_000, without
   assert with_policy < without / 20, (with_policy, without)
