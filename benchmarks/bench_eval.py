@@ -28,7 +28,6 @@ That is window building, flips, transfers, metrics and Python overhead.
 
 from __future__ import annotations
 
-import functools
 import sys
 import tempfile
 import time
@@ -177,11 +176,10 @@ def build_upstream(variant, actions, frames):
 
 
 def run(variant, actions, frames, batch_size, repeats, cache=True):
-  jax_setup = functools.partial(common.jax_process, cache)
-  with common.Remote(build_jax_pass, variant, actions, frames, batch_size, setup=jax_setup) as jx, \
-       common.Remote(build_jax_forwards, variant, actions, frames, batch_size,
-                     setup=jax_setup) as jf, \
-       common.Remote(build_upstream, variant, actions, frames, setup=common.torch_process) as up:
+  with common.jax_remote(build_jax_pass, variant, actions, frames, batch_size, cache=cache) as jx, \
+       common.jax_remote(build_jax_forwards, variant, actions, frames, batch_size,
+                         cache=cache) as jf, \
+       common.torch_remote(build_upstream, variant, actions, frames) as up:
     t = common.alternate({"jax": jx, "jax_forwards": jf, "upstream": up},
                          repeats=repeats, target_s=0.0, warmup=0, settle=1)
   total = jx.info["frames"]

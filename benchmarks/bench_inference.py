@@ -19,7 +19,6 @@ case runs at the largest batch below the cap and says so.
 
 from __future__ import annotations
 
-import functools
 import sys
 
 import common
@@ -68,8 +67,8 @@ def run(variants, batches, repeats, max_gflop, target_s, cache=True):
   for v in variants:
     for b in batches:
       run_b = common.capped_batch(v, b, max_gflop)
-      with common.Remote(build_jax, v, run_b, setup=functools.partial(common.jax_process, cache)) as jx, \
-           common.Remote(build_torch, v, run_b, setup=common.torch_process) as pt:
+      with common.jax_remote(build_jax, v, run_b, cache=cache) as jx, \
+           common.torch_remote(build_torch, v, run_b) as pt:
         err = float(np.abs(jx.info["out"] - pt.info["out"]).max())
         t = common.alternate({"jax": jx, "torch": pt}, repeats=repeats, target_s=target_s,
                              settle=1)

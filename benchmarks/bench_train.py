@@ -26,7 +26,6 @@ default lets every variant run at 64 and 256 (one 243_27_27 step at 256 takes
 
 from __future__ import annotations
 
-import functools
 import sys
 
 import common
@@ -102,8 +101,8 @@ def run(variants, batches, repeats, max_gflop, target_s, cache=True):
   rows = []
   for v, batch in [(v, b) for b in batches for v in variants]:
     b = common.capped_batch(v, batch, max_gflop, passes=3)  # fwd + bwd ~ 3x fwd
-    with common.Remote(build_jax, v, b, setup=functools.partial(common.jax_process, cache)) as jx, \
-         common.Remote(build_torch, v, b, setup=common.torch_process) as pt:
+    with common.jax_remote(build_jax, v, b, cache=cache) as jx, \
+         common.torch_remote(build_torch, v, b) as pt:
       t = common.alternate({"jax": jx, "torch": pt}, repeats=repeats, target_s=target_s,
                            settle=1)
     row = {"variant": v, "batch": b, "parts": jx.info["parts"],

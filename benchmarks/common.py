@@ -246,6 +246,16 @@ def torch_process() -> None:
   setup_torch()
 
 
+def jax_remote(build: Callable, *args, cache: bool = True) -> Remote:
+  """`build(*args)` in a JAX process of its own (`jax_process`)."""
+  return Remote(build, *args, setup=functools.partial(jax_process, cache))
+
+
+def torch_remote(build: Callable, *args) -> Remote:
+  """`build(*args)` in a PyTorch process of its own (`torch_process`)."""
+  return Remote(build, *args, setup=torch_process)
+
+
 def alternate(fns: dict[str, Callable[[], object]], repeats: int = 5, target_s: float = 0.3,
               warmup: int = 1, settle: int = 0) -> dict[str, dict]:
   """Times each fn (blocking calls, or `Remote` contenders) in turn, `repeats` rounds;
