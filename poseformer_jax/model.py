@@ -120,8 +120,10 @@ class Attention(nn.Module):
   multiply and a sum over the head dimension. For the spatial branch (head dim
   4, 17 tokens) the dots are thousands of tiny matrix products, and XLA:CPU runs
   the broadcast form ~3x faster forward and backward with `cpu_tuning`'s options
-  (its backward is slower under XLA's default ones); for the mixed blocks (head
-  dim 68) the dots are as fast or faster.
+  (its backward is slower under XLA's default ones). In the mixed blocks (head
+  dim 68) the products are (T, T) per head: with few tokens (T = 4 or 6) the dots
+  are again many tiny ones and the broadcast form is faster; with 18 or 54 its
+  (B, T, T, H, 68) products are large and the dots win.
   """
 
   num_heads: int
@@ -165,12 +167,11 @@ class _BlockFields(nn.Module):
   qkv_bias: bool
   drop_path: float
   dtype: Dtype = jnp.float32
+  attention: str = "dot"  # `Attention.form`
 
 
 class Block(_BlockFields):
   """Pre-norm transformer block (attention + MLP), used by the spatial branch."""
-
-  attention: str = "dot"  # `Attention.form`
 
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
@@ -199,7 +200,7 @@ class MixedBlock(_BlockFields):
     t, d = x.shape[1], x.shape[-1]
     hidden = int(d * self.mlp_ratio)
     drop = DropPath(self.drop_path)
-    h = Attention(self.num_heads, self.qkv_bias, self.dtype, name="attn")(
+    h = Attention(self.num_heads, self.qkv_bias, self.dtype, self.attention, name="attn")(
         _layer_norm("norm1", self.dtype)(x))
     x = x + drop(h, deterministic)
     split = t // 2
@@ -291,8 +292,9 @@ class PoseFormerV2(nn.Module):
   `kept_coeffs` n (DCT coefficients), `num_joints` J, `embed_dim_ratio` C
   (temporal width is J*C), `depth`, `num_heads`, `mlp_ratio`, `qkv_bias`,
   `drop_path_rate`; `dtype` is the compute dtype (parameters stay float32);
-  `spatial_attention` the spatial branch's `Attention.form` (same parameters,
-  same values; `cpu_tuning` picks 'broadcast' for every program on a CPU).
+  `spatial_attention` and `mixed_attention` the `Attention.form` of the spatial
+  branch's and of the mixed blocks' attention (same parameters, same values;
+  `cpu_tuning` picks the faster form on a CPU).
 
   Call: ``model.apply({'params': p}, x, deterministic=True)`` with x of shape
   (B, F, J, 2) in normalised screen coordinates -> (B, 1, J, 3), metres,
@@ -312,14 +314,15 @@ class PoseFormerV2(nn.Module):
   drop_path_rate: float = 0.1
   dtype: Dtype = jnp.float32
   spatial_attention: str = "dot"
+  mixed_attention: str = "dot"
 
   def setup(self):
     if self.kept_frames > self.num_frames or self.kept_frames < 1:
       raise ValueError(
           f"kept_frames={self.kept_frames} must be in [1, num_frames={self.num_frames}]")
-    if self.spatial_attention not in ATTENTION_FORMS:
-      raise ValueError(f"spatial_attention={self.spatial_attention!r} must be one of "
-                       f"{ATTENTION_FORMS}")
+    for name in ("spatial_attention", "mixed_attention"):
+      if getattr(self, name) not in ATTENTION_FORMS:
+        raise ValueError(f"{name}={getattr(self, name)!r} must be one of {ATTENTION_FORMS}")
     if self.kept_coeffs > self.num_frames or self.kept_coeffs < 1:
       raise ValueError(
           f"kept_coeffs={self.kept_coeffs} must be in [1, num_frames={self.num_frames}]")
@@ -334,7 +337,7 @@ class PoseFormerV2(nn.Module):
         "freq_pos_embed", nn.initializers.zeros, (1, self.kept_coeffs, embed_dim))
     self.mixed_blocks = [
         MixedBlock(self.num_heads, self.mlp_ratio, self.qkv_bias, rate, self.dtype,
-                   name=f"mixed_block_{i}")
+                   self.mixed_attention, name=f"mixed_block_{i}")
         for i, rate in enumerate(drop_path_rates(self.drop_path_rate, self.depth))]
     self.temporal_norm = _layer_norm("temporal_norm", self.dtype)
     self.freq_mean = WeightedMean(self.dtype, name="freq_mean")

@@ -149,12 +149,15 @@ def test_gelu_is_the_exact_erf_form():
   np.testing.assert_allclose(grad, want, rtol=0, atol=5e-6)
 
 
-def test_broadcast_spatial_attention_equals_the_dot_form():
-  """The spatial branch's attention written as broadcast products gives the dot form's
-  outputs and gradients from the same parameters (it is only another way to compute them),
-  and every program uses it on a CPU; an unknown form is a clear error."""
+@pytest.mark.parametrize("forms", [{"spatial_attention": "broadcast"},
+                                   {"mixed_attention": "broadcast"},
+                                   {"spatial_attention": "broadcast", "mixed_attention": "broadcast"}])
+def test_broadcast_attention_equals_the_dot_form(forms):
+  """The spatial branch's and the mixed blocks' attention written as broadcast products
+  give the dot form's outputs and gradients from the same parameters (only another way to
+  compute them); an unknown form is a clear error."""
   model = _tiny(drop_path_rate=0.0)
-  bcast = model.clone(spatial_attention="broadcast")
+  bcast = model.clone(**forms)
   x = jax.random.normal(jax.random.PRNGKey(0), (8, 9, 17, 2))
   params = model.init(jax.random.PRNGKey(1), x)["params"]
   assert jax.tree.structure(bcast.init(jax.random.PRNGKey(1), x)["params"]) == \
@@ -163,12 +166,37 @@ def test_broadcast_spatial_attention_equals_the_dot_form():
   got = jax.jit(bcast.apply)({"params": params}, x)
   assert np.abs(np.asarray(want)).max() > 1e-2  # not trivially zero
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  # The form really changes the program (so the comparison above compares two ways).
+  jaxpr = str(jax.make_jaxpr(bcast.apply)({"params": params}, x))
+  assert jaxpr != str(jax.make_jaxpr(model.apply)({"params": params}, x))
 
   def loss(m):
     return lambda p: jnp.sum(m.apply({"params": p}, x) ** 2)
   g_dot, g_bc = jax.jit(jax.grad(loss(model)))(params), jax.jit(jax.grad(loss(bcast)))(params)
   for a, b in zip(jax.tree.leaves(g_dot), jax.tree.leaves(g_bc)):
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * float(np.abs(a).max()))
+  for name in forms:
+    with pytest.raises(ValueError, match=name):
+      model.clone(**{name: "einsum"}).init(jax.random.PRNGKey(1), x)
+
+
+def test_cpu_programs_pick_the_attention_forms():
+  """On a CPU every program runs the spatial attention as broadcast products, and the
+  mixed blocks' attention too when they see at most `MIXED_BROADCAST_MAX_TOKENS` tokens
+  (27_1_3: 4, 27_3_3: 6), the dots with more (81_9_9: 18, 243_27_27: 54); elsewhere the
+  model is left as it is."""
+  cpu = jax.default_backend() == "cpu"
+  for kept, coeffs in [(1, 3), (3, 3), (9, 9), (27, 27)]:
+    tuned = cpu_tuning.tuned_model(_tiny(frames=81, kept=kept, coeffs=coeffs))
+    few = kept + coeffs <= cpu_tuning.MIXED_BROADCAST_MAX_TOKENS
+    assert tuned.spatial_attention == ("broadcast" if cpu else "dot")
+    assert tuned.mixed_attention == ("broadcast" if cpu and few else "dot")
+  assert cpu_tuning.MIXED_BROADCAST_MAX_TOKENS in range(6, 18)  # 4/6 tokens in, 18 out
+
+
+def test_broadcast_attention_module():
+  """`Attention(form='broadcast')` alone: the dot form's values with real heads, its q/k/v
+  gradient one concatenate; an unknown form is a clear error."""
   # Real head split: different heads must see different weights (heads are not mixed).
   attn = model_lib.Attention(num_heads=2, form="broadcast")
   tokens = jax.random.normal(jax.random.PRNGKey(2), (3, 5, 8))
@@ -182,10 +210,6 @@ def test_broadcast_spatial_attention_equals_the_dot_form():
     return str(jax.make_jaxpr(jax.grad(lambda q: jnp.sum(a.apply({"params": q}, tokens) ** 2)))(p))
   assert " pad[" not in grad_ops(attn) and "concatenate" in grad_ops(attn)
   assert " pad[" in grad_ops(model_lib.Attention(num_heads=2))
-  assert cpu_tuning.tuned_model(model).spatial_attention == (
-      "broadcast" if jax.default_backend() == "cpu" else "dot")
-  with pytest.raises(ValueError, match="spatial_attention"):
-    model.clone(spatial_attention="einsum").init(jax.random.PRNGKey(1), x)
   with pytest.raises(ValueError, match="form"):
     model_lib.Attention(num_heads=2, form="einsum").init(jax.random.PRNGKey(3), tokens)
 
