@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Rebuilds the viewer's copy of three.js from the npm registry: the versions pinned in
+# package.json / package-lock.json, the names exported by entry.mjs, bundled and minified by
+# esbuild into one classic script that defines the global THREE (no modules, so the viewer
+# works from file:// and inside a notebook's iframe). Writes
+#   ../../poseformer_jax/view/assets/three.min.js  and  LICENSE.three.txt
+set -euo pipefail
+cd "$(dirname "$0")"
+npm ci --no-audit --no-fund --ignore-scripts
+version=$(node -p "require('./node_modules/three/package.json').version")
+assets=../../poseformer_jax/view/assets
+npx esbuild entry.mjs --bundle --minify --format=iife --global-name=THREE \
+    --legal-comments=none --target=es2020 --log-level=warning \
+    --banner:js="/*! three.js ${version} (npm: three@${version}, MIT License, Copyright 2010-2026 three.js authors, see LICENSE.three.txt); the parts named in tools/three/entry.mjs, bundled by esbuild */" \
+    --outfile="${assets}/three.min.js"
+cp node_modules/three/LICENSE "${assets}/LICENSE.three.txt"
+ls -l "${assets}/three.min.js"
