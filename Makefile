@@ -19,8 +19,9 @@ install-test:
 
 # Main job on the embedded default: the bundled MediaPipe keypoints of a real clip (a figure
 # skater, examples/) lifted by the model shipped in the package, a rendered 3D animation and
-# a contact sheet (drawn over the video when ../shared/data has it, else on a blank canvas)
-# and npz/JSON/BVH in runs/demo/, then the run's summary. Nothing is downloaded.
+# a contact sheet (drawn over the video when ../shared/data has it, else on a blank canvas),
+# the interactive 3D viewer (one HTML file: open it in a browser) and npz/JSON/BVH in
+# runs/demo/, then the run's summary. Nothing is downloaded.
 DEMO_CHECKPOINT ?= pretrained:h36m-81_1_3-mix
 DEMO_VIDEO := $(wildcard ../shared/data/video/skater.mp4)
 demo: install
@@ -29,7 +30,7 @@ demo: install
 	    --checkpoint=$(DEMO_CHECKPOINT) $(if $(DEMO_VIDEO),--video=$(DEMO_VIDEO)) \
 	    --output=runs/demo/skater_3d.npz --json=runs/demo/skater_3d.json \
 	    --bvh=runs/demo/skater_3d.bvh --render=runs/demo/skater_3d.mp4 \
-	    --contact-sheet=runs/demo/skater_3d.png --overwrite
+	    --contact-sheet=runs/demo/skater_3d.png --html=runs/demo/skater_3d.html --overwrite
 
 # Training on the embedded synthetic Human3.6M-format data: a small model, a few minutes of
 # CPU training, then the standard evaluation table.

@@ -5,6 +5,8 @@ Commands:
            (`poseformer_jax.lift`; ``poseformer-jax lift VIDEO --render out.mp4``)
   detect   a video -> 2D keypoints in the project's npz format (MediaPipe, offline)
   export   a checkpoint -> ONNX or StableHLO (`poseformer_jax.export`)
+  view     a lift result (npz) -> an interactive 3D viewer, one HTML file that works offline
+           (`poseformer_jax.view`; ``poseformer-jax view RESULT.npz --html out.html``)
 
 ``poseformer-jax COMMAND --help`` lists a command's flags.
 """
@@ -17,7 +19,7 @@ import sys
 from poseformer_jax import cli
 
 COMMANDS = {"lift": "poseformer_jax.lift", "detect": "poseformer_jax.video.detect_cli",
-            "export": "poseformer_jax.export"}
+            "export": "poseformer_jax.export", "view": "poseformer_jax.view.command"}
 
 
 def main(argv=None) -> int:

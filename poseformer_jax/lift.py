@@ -14,7 +14,7 @@ Command (also ``poseformer-jax lift`` and ``python -m poseformer_jax lift``)::
     python -m poseformer_jax.lift VIDEO --render out.mp4          # detect, fill, lift, render, export
     python -m poseformer_jax.lift --keypoints k.npz --format mediapipe33 --output out.npz \\
         [--json out.json] [--bvh out.bvh] [--video in.mp4 --render out.mp4] [--gif out.gif]
-        [--contact-sheet out.png] [--image-size W,H] [--stream] [--webcam] [--max-frames N]
+        [--contact-sheet out.png] [--html out.html] [--image-size W,H] [--stream] [--webcam] [--max-frames N]
 
 What happens: keypoints are read (or detected in the video, `poseformer_jax.video.detect`)
 and mapped to the H36M 17-joint layout (`poseformer_jax.video.formats`), missing joints are
@@ -229,6 +229,8 @@ def _define_flags(fv: flags.FlagValues) -> None:
   s("render", None, "side-by-side video (.mp4 or .gif)", flag_values=fv)
   s("gif", None, "side-by-side animated GIF (half size)", flag_values=fv)
   s("contact-sheet", None, "PNG grid of 6 frames", flag_values=fv)
+  s("html", None, "interactive 3D viewer: one HTML file that works offline "
+    "(poseformer_jax.view)", flag_values=fv)
   s("image-size", None, "image size W,H in pixels (if the keypoint file has none)",
     flag_values=fv)
   f("fps", None, "frame rate (default: keypoint file, video, else 25)", flag_values=fv)

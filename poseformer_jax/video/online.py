@@ -90,8 +90,9 @@ def _plan_tracks(opts, src, keep) -> pipeline.Outputs:
                     f"{', '.join(keep)})")
   out = pipeline.Outputs(opts.overwrite)
   out.add("output", opts.output or f"{src.stem}_3d.npz")
-  if opts.json:
-    out.add("json", opts.json)
+  for flag in ("json", "html"):
+    if getattr(opts, flag):
+      out.add(flag, getattr(opts, flag))
   if opts.bvh:
     base = Path(opts.bvh)
     for i in keep:
@@ -128,6 +129,10 @@ def run_tracks(opts, src, found: dict, summary: pipeline.Summary) -> int:
         from poseformer_jax.video import export
         for r in results:
           export.write_bvh(out.tmp(f"bvh_{r['track']}"), r["poses_3d"], fps)
+    if opts.html:
+      from poseformer_jax import view
+      view.write_html(out.tmp("html"), out.tmp("output"), title=f"{out.paths['output'].stem} "
+                      "(3D poses)")
     written = out.commit()
   except BaseException:
     out.discard()

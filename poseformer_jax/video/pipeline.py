@@ -24,7 +24,7 @@ from poseformer_jax.video import detect, export, formats, gaps
 
 SUFFIXES = {"output": (".npz",), "json": (".json",), "bvh": (".bvh",),
             "save_keypoints": (".npz",), "render": (".mp4", ".gif"), "gif": (".gif",),
-            "contact_sheet": (".png",)}
+            "contact_sheet": (".png",), "html": (".html",)}
 
 
 @dataclass
@@ -277,3 +277,8 @@ def write(opts, out: Outputs, clip: Clip, poses, filled, mask, summary: Summary)
     with summary.stage("render"):
       render.contact_sheet(clip.video, filled, poses, out.tmp("contact_sheet"),
                            image_size=clip.size, filled=mask, first_frame=clip.first_frame)
+  if "html" in p:  # the viewer page of the npz just written
+    from poseformer_jax import view
+    with summary.stage("html"):
+      view.write_html(out.tmp("html"), out.tmp("output"), video=clip.video,
+                      title=f"{p['output'].stem} (3D poses)", progress=not opts.no_progress)
