@@ -1,4 +1,4 @@
-"""Lifting throughput on this machine: `poseformer_jax.lift` vs one network call per frame.
+"""Lifting throughput on this machine: `poseformer_jax.lifter.Lifter` vs one network call per frame.
 
     python benchmarks/bench_lift.py [--variant 243_27_27] [--keypoints examples/skater_mediapipe33.npz]
 
@@ -32,11 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from poseformer_jax import cli, config_lib, lift
+from poseformer_jax import cli, config_lib, gaps, lift
 from poseformer_jax import model as model_lib
 from poseformer_jax.data import cameras, skeleton
-from poseformer_jax.lift import Lifter
-from poseformer_jax.video import formats, gaps
+from poseformer_jax.lifter import Lifter
+from poseformer_jax.video import formats
 
 
 def random_checkpoint(variant: str):

@@ -8,7 +8,7 @@ What is timed (each stage on the same frames, frames/s = frames / seconds):
 * detect — MediaPipe Pose (full model, bundled) on every decoded frame, video decoding
   included (`poseformer_jax.video.detect.detect_video`);
 * fill   — gap interpolation (`gaps.fill_gaps`);
-* lift   — the batched offline lift of the clip (`poseformer_jax.lift.Lifter`), warm (the
+* lift   — the batched offline lift of the clip (`poseformer_jax.lifter.Lifter`), warm (the
   first call, with JIT compilation, is reported separately);
 * stream — `poseformer_jax.stream.StreamingLifter`, one push per frame, warm;
 * render — the side-by-side mp4 over the video frames (`render.render_video`).
@@ -29,10 +29,10 @@ import common
 from absl import flags
 
 from bench_lift import random_checkpoint
-from poseformer_jax import pretrained
-from poseformer_jax.lift import Lifter
+from poseformer_jax import gaps, pretrained
+from poseformer_jax.lifter import Lifter
 from poseformer_jax.stream import StreamingLifter
-from poseformer_jax.video import detect, formats, gaps, render
+from poseformer_jax.video import detect, formats, render
 
 CLIP = common.REPO.parent / "shared" / "data" / "video" / "skater.mp4"
 

@@ -37,7 +37,7 @@ import numpy as np
 from absl import flags
 
 from poseformer_jax import view
-from poseformer_jax.lift import Lifter
+from poseformer_jax.lifter import Lifter
 from poseformer_jax.video import export, formats, tracks
 
 FRAMES, FPS = 1800, 30.0
@@ -58,7 +58,7 @@ def lifted_minute() -> tuple[np.ndarray, np.ndarray, tuple[int, int], np.ndarray
   """(poses (1800, 17, 3), keypoints (1800, 17, 2) px, image size, row -> clip frame)."""
   kps, size, _ = formats.load_keypoints(KEYPOINTS, "mediapipe33")
   rows = ping_pong(len(kps), FRAMES)
-  from poseformer_jax.video.gaps import fill_gaps
+  from poseformer_jax.gaps import fill_gaps
   filled, _ = fill_gaps(kps[rows], joint_names=formats.H36M_JOINT_NAMES)
   poses = Lifter("pretrained:h36m-81_1_3-mix")(filled, size)
   return poses, filled, size, rows

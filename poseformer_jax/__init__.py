@@ -2,35 +2,32 @@
 
 Public API (stable)::
 
-    from poseformer_jax import load_checkpoint, lift
+    from poseformer_jax import load_checkpoint, lift, Lifter, StreamingLifter
     model, params, config = load_checkpoint(DIR)
     pose_3d = model.apply({'params': params}, x)   # x (B, F, J, 2) -> (B, 1, J, 3)
     poses = lift(keypoints_2d, image_size=(w, h), checkpoint=DIR)   # (T, 17, 3)
+
+These names load their modules (and JAX) on first use, so ``import poseformer_jax``
+stays light: the commands answer ``--help`` and bad input at once.
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
-
-def load_checkpoint(directory, step=None):
-  """See `poseformer_jax.checkpoint.load_checkpoint`."""
-  from poseformer_jax.checkpoint import load_checkpoint as _load
-  return _load(directory, step)
-
-
-# `poseformer_jax.lift` is the function (its module imports only numpy at load).
-# The module is also the CLI (`python -m poseformer_jax.lift`); runpy warns when a
-# package has already imported the module it is about to run, which is harmless
-# here (the module has no import-time side effects), so that one warning is muted.
-import warnings as _warnings
-
-_warnings.filterwarnings(
-    "ignore", message=r"'poseformer_jax\.lift' found in sys\.modules", category=RuntimeWarning)
-
-from poseformer_jax.lift import lift  # noqa: E402
+# Public name -> the module that defines it.
+_PUBLIC = {"lift": "poseformer_jax.lifter", "Lifter": "poseformer_jax.lifter",
+           "StreamingLifter": "poseformer_jax.stream",
+           "load_checkpoint": "poseformer_jax.checkpoint", "PoseFormerV2": "poseformer_jax.model"}
+__all__ = ["__version__", *_PUBLIC]
 
 
 def __getattr__(name):
-  if name == "PoseFormerV2":
-    from poseformer_jax.model import PoseFormerV2
-    return PoseFormerV2
-  raise AttributeError(name)
+  if name not in _PUBLIC:
+    raise AttributeError(f"module 'poseformer_jax' has no attribute {name!r}")
+  # Loaded on first use: these modules import JAX (seconds), which most commands never need.
+  return getattr(importlib.import_module(_PUBLIC[name]), name)
+
+
+def __dir__():
+  return sorted([*globals(), *_PUBLIC])

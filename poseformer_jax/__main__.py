@@ -2,7 +2,7 @@
 
 Commands:
   lift     a video (or 2D keypoints) -> 3D poses, renders, npz/JSON/BVH
-           (`poseformer_jax.lift`; ``poseformer-jax lift VIDEO --render out.mp4``)
+           (`poseformer_jax.lift_command.main`; ``poseformer-jax lift VIDEO --render out.mp4``)
   detect   a video -> 2D keypoints in the project's npz format (MediaPipe, offline)
   export   a checkpoint -> ONNX or StableHLO (`poseformer_jax.export`)
   view     a lift result (npz) -> an interactive 3D viewer, one HTML file that works offline
@@ -18,7 +18,8 @@ import sys
 
 from poseformer_jax import cli
 
-COMMANDS = {"lift": "poseformer_jax.lift", "detect": "poseformer_jax.video.detect_cli",
+COMMANDS = {"lift": "poseformer_jax.lift_command.main",
+            "detect": "poseformer_jax.video.detect_cli",
             "export": "poseformer_jax.export", "view": "poseformer_jax.view.command"}
 
 
@@ -31,6 +32,7 @@ def main(argv=None) -> int:
   if command not in COMMANDS:
     return cli.fail(f"bad command line: unknown command {command!r}; choose one of "
                     f"{', '.join(COMMANDS)} (see --help)")
+  # Only the command that runs is loaded (most commands never need JAX).
   return importlib.import_module(COMMANDS[command]).main(rest)
 
 

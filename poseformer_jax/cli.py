@@ -1,12 +1,15 @@
-"""Shared command-line plumbing: flag parsing with one-line errors."""
+"""Shared command-line plumbing: flag parsing with one-line errors, output files written
+whole or not at all (`Outputs`)."""
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 from absl import flags
 
-from poseformer_jax.errors import PoseFormerError
+from poseformer_jax.errors import DataError, PoseFormerError
 
 
 def describe_error(error: BaseException) -> str:
@@ -128,3 +131,58 @@ def write_command(flag_values: flags.FlagValues, argv, doc: str, write, required
   if status is not None:
     return status
   return report_written(lambda: write(flag_values), error_status)
+
+
+class Outputs:
+  """A command's output files, checked before any work and written whole or not at all.
+
+  `add` checks each path at once (suffix, an existing folder, not the same file
+  as another output, no silent overwrite unless `overwrite`); the work writes
+  to `tmp(flag)`, and `commit` renames every file into place only when all of
+  it succeeded (`discard` removes the partial files after a failure).
+
+  Args:
+    overwrite: replace existing files.
+    suffixes: flag -> the suffixes its path may have (default: any).
+  """
+
+  def __init__(self, overwrite: bool, suffixes: dict | None = None):
+    self.overwrite = overwrite
+    self.suffixes = dict(suffixes or {})
+    self.paths: dict[str, Path] = {}
+    self._tmp: dict[Path, Path] = {}
+
+  def add(self, flag: str, path, suffixes=None) -> Path:
+    path = Path(path)
+    suffixes = suffixes or self.suffixes.get(flag, (path.suffix,))
+    name = "--" + flag.replace("_", "-")
+    if path.suffix.lower() not in suffixes:
+      raise DataError(f"{name} {path}: must end with {' or '.join(suffixes)}")
+    for other, p in self.paths.items():
+      if p.resolve() == path.resolve():
+        raise DataError(f"{name} {path}: same file as --{other.replace('_', '-')}")
+    if path.exists() and not self.overwrite:
+      raise DataError(f"{path}: already exists (pass --overwrite to replace it)")
+    if not path.parent.is_dir():
+      raise DataError(f"{path}: folder {path.parent} does not exist")
+    self.paths[flag] = path
+    return path
+
+  def tmp(self, flag: str) -> Path:
+    """Where to write the output of `flag` until `commit`."""
+    path = self.paths[flag]
+    tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    self._tmp[tmp] = path
+    return tmp
+
+  def commit(self) -> list[Path]:
+    for tmp, path in self._tmp.items():
+      os.replace(tmp, path)
+    done = list(self._tmp.values())
+    self._tmp = {}
+    return done
+
+  def discard(self) -> None:
+    for tmp in self._tmp:
+      tmp.unlink(missing_ok=True)
+    self._tmp = {}

@@ -4,7 +4,7 @@
         --output poseformer.onnx
     poseformer-jax export --checkpoint ckpt/ --format stablehlo --output poseformer.stablehlo
 
-The exported function is the one `poseformer_jax.lift` runs per window
+The exported function is the one `poseformer_jax.lifter.Lifter` runs per window
 (`poseformer_jax.inference.Predictor.forward_fn`, weights baked in):
 
     input  ``windows``  float32 (B, F, 17, 2): F-frame windows of H36M-17 keypoints in
@@ -35,6 +35,8 @@ from absl import flags
 
 from poseformer_jax import cli
 from poseformer_jax.errors import PoseFormerError
+from poseformer_jax.lifter import Lifter
+from poseformer_jax.pretrained import DEFAULT_CHECKPOINT
 
 FORMATS = ("onnx", "stablehlo")
 
@@ -109,7 +111,6 @@ def check_export(lifter, path, fmt: str, *, batch: int | None = None, seed: int 
 # --- command line -------------------------------------------------------------------------------
 
 def _flags() -> flags.FlagValues:
-  from poseformer_jax.lift import DEFAULT_CHECKPOINT
   fv = flags.FlagValues()
   flags.DEFINE_string("checkpoint", DEFAULT_CHECKPOINT, "checkpoint directory or "
                       "pretrained:NAME", flag_values=fv)
@@ -126,11 +127,9 @@ def _flags() -> flags.FlagValues:
 
 
 def run(checkpoint, fmt: str | None, output, *, batch=None, flip=True, overwrite=False) -> int:
-  from poseformer_jax.lift import Lifter
-  from poseformer_jax.video.pipeline import Outputs
   output = Path(output)
   fmt = fmt or ("onnx" if output.suffix.lower() == ".onnx" else "stablehlo")
-  out = Outputs(overwrite)
+  out = cli.Outputs(overwrite)
   out.add("output", output, (".onnx",) if fmt == "onnx" else (output.suffix or ".stablehlo",))
   lifter = Lifter(checkpoint, batch_size=batch or 1, flip=flip)
   tmp = out.tmp("output")

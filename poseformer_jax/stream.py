@@ -1,6 +1,6 @@
 """Online lifting: one frame of 2D keypoints in, one 3D pose out, a fixed latency behind.
 
-    from poseformer_jax.stream import StreamingLifter
+    from poseformer_jax import StreamingLifter
     lifter = StreamingLifter("pretrained:h36m-81_1_3-mix", image_size=(1280, 720))
     for keypoints in camera:                     # (17, 2) H36M-17 pixels, NaN = missing
         pose = lifter.push(keypoints)            # (17, 3) of the frame pad behind, or None
@@ -9,7 +9,7 @@
 The network sees an F-frame window centred on the frame it lifts, so the pose of frame
 ``n - pad`` (``pad = (F - 1) // 2``, i.e. F // 2) is known once frame ``n`` has arrived:
 that is the latency (40 frames = 1.6 s at 25 fps for F = 81). The window is cut exactly
-as the offline path cuts it (`poseformer_jax.lift`, `poseformer_jax.inference`): at the
+as the offline path cuts it (`poseformer_jax.lifter`, `poseformer_jax.inference`): at the
 start of the clip the first frame is repeated, and `flush` repeats the last frame for the
 final ``pad`` frames, so a gap-free clip gives the offline result (up to float rounding
 of a different batch shape; tested to 1e-5 m).
@@ -26,7 +26,9 @@ import collections
 
 import numpy as np
 
+from poseformer_jax.data import cameras
 from poseformer_jax.errors import DataError
+from poseformer_jax.lifter import Lifter, check_image_size
 
 
 class StreamingLifter:
@@ -34,7 +36,7 @@ class StreamingLifter:
 
   Args:
     checkpoint: a checkpoint directory, ``pretrained:NAME``, a
-      ``(model, params, config)`` triple or a `poseformer_jax.lift.Lifter`.
+      ``(model, params, config)`` triple or a `poseformer_jax.lifter.Lifter`.
     image_size: (width, height) in pixels of the keypoints' image.
     flip: test-time flip averaging (as the offline default).
     record: keep the filled 2D keypoints and filled masks of the lifted
@@ -42,7 +44,6 @@ class StreamingLifter:
   """
 
   def __init__(self, checkpoint, image_size, *, flip: bool = True, record: bool = False):
-    from poseformer_jax.lift import Lifter, check_image_size
     self.image_size = check_image_size(image_size)
     lifter = checkpoint if isinstance(checkpoint, Lifter) else Lifter(
         checkpoint, batch_size=1, flip=flip)
@@ -77,7 +78,6 @@ class StreamingLifter:
     Returns the (17, 3) pose of the frame ``latency`` frames back, or None
     while there is none yet (the first ``latency`` frames, skipped frames).
     """
-    from poseformer_jax.data import cameras
     kp = np.array(keypoints_2d, np.float64)
     if kp.shape != (17, 2):
       raise DataError(f"push takes one frame of H36M-17 pixels, shape (17, 2); got {kp.shape}")

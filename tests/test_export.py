@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from poseformer_jax import export
-from poseformer_jax.lift import Lifter
+from poseformer_jax.lifter import Lifter
 from test_lift_wild import write_checkpoint
 
 HAS_ONNX = all(importlib.util.find_spec(m) for m in ("jax2onnx", "onnx", "onnxruntime"))

@@ -3,7 +3,7 @@
 Three layers:
 
 * command lines (`train.py`, `eval.py`, `convert_torch_weights.py`,
-  `python -m poseformer_jax.lift`, `python -m poseformer_jax.data.prepare_h36m`)
+  `python -m poseformer_jax lift`, `python -m poseformer_jax.data.prepare_h36m`)
   run as subprocesses on damaged inputs: exit status non-zero, exactly one
   non-empty stderr line ``error: <file>: <problem>``, no traceback (unless
   ``--verbose``), and pre-existing outputs byte-for-byte unchanged;
@@ -330,7 +330,7 @@ def test_eval_cli_unknown_variant(tiny_ckpt):
 
 
 def _lift(args):
-  return run_cli(["-m", "poseformer_jax.lift", "--no-progress", *args])
+  return run_cli(["-m", "poseformer_jax", "lift", "--no-progress", *args])
 
 
 @pytest.mark.slow
@@ -372,7 +372,7 @@ def test_lift_cli_hostile_inputs(tiny_ckpt, synthetic_h36m_root, keypoint_file, 
 
 def test_lift_image_size_zero_in_file_names_the_file(tmp_path, keypoint_file):
   import importlib
-  lift = importlib.import_module("poseformer_jax.lift")  # the module (the package exposes the function)
+  lift = importlib.import_module("poseformer_jax.lift_command.main")
   zero = tmp_path / "zero_size.npz"
   np.savez(zero, keypoints=np.load(keypoint_file)["keypoints"], width=0, height=0)
   args = lift.parse(["--keypoints", str(zero), "--format", "coco17",

@@ -24,11 +24,10 @@ from poseformer_jax import config_lib
 from poseformer_jax import model as model_lib
 from poseformer_jax.checkpoint import save_params
 from poseformer_jax.errors import DataError
-from poseformer_jax.lift import Lifter, lift
-from poseformer_jax.stream import StreamingLifter
-from poseformer_jax.video import detect, formats, gaps, tracks
+from poseformer_jax import Lifter, StreamingLifter, gaps, lift
+from poseformer_jax.video import detect, formats, tracks
 
-lift_module = importlib.import_module("poseformer_jax.lift")
+lift_module = importlib.import_module("poseformer_jax.lift_command.main")
 VIDEO_DIR = SHARED_DATA / "video"
 CLIPS = {"skater.mp4": (1280, 720), "ntu_S001C001P001R001A001.avi": (1920, 1080)}
 HAS_MEDIAPIPE = importlib.util.find_spec("mediapipe") is not None

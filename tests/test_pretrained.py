@@ -179,7 +179,7 @@ def test_lift_cli_accepts_the_pretrained_name(tmp_path):
   clip = REPO_ROOT / "examples" / "skater_mediapipe33.npz"
   out = tmp_path / "out.npz"
   proc = subprocess.run(
-      [sys.executable, "-m", "poseformer_jax.lift", str(clip), "--format=mediapipe33",
+      [sys.executable, "-m", "poseformer_jax", "lift", str(clip), "--format=mediapipe33",
        f"--checkpoint=pretrained:{SHIPPED}", f"--output={out}"],
       capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
   assert proc.returncode == 0, proc.stderr[-2000:]

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 
 import poseformer_jax
-from poseformer_jax import config_lib
+from poseformer_jax import config_lib, gaps
 from poseformer_jax import model as model_lib
 from poseformer_jax.checkpoint import load_checkpoint, save_params
 from poseformer_jax.data import cameras, skeleton
 from poseformer_jax.errors import DataError
-from poseformer_jax.video import export, formats, gaps, render
+from poseformer_jax.video import export, formats, render
 
-lift_module = importlib.import_module("poseformer_jax.lift")  # `poseformer_jax.lift` is the function
+lift_module = importlib.import_module("poseformer_jax.lift_command.main")  # the command
 lift = poseformer_jax.lift
 
 VIDEO_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video"
@@ -326,14 +326,17 @@ def test_lift_errors(tiny_ckpt, kwargs, match):
     lift(args.pop("keypoints_2d"), args.pop("image_size"), **args)
 
 
-def test_lift_module_stays_light():
+def test_package_import_stays_light():
+  """``import poseformer_jax`` and the lift command's module load no JAX; the public names
+  load their modules on first use."""
   import subprocess
   import sys
-  code = ("import sys, poseformer_jax; assert callable(poseformer_jax.lift); "
-          "print(sorted(m for m in ('jax', 'flax', 'matplotlib') if m in sys.modules))")
+  heavy = "sorted(m for m in ('jax', 'flax', 'matplotlib') if m in sys.modules)"
+  code = (f"import sys, poseformer_jax, poseformer_jax.lift_command.main; print({heavy}); "
+          f"print(callable(poseformer_jax.lift), poseformer_jax.Lifter.__module__, {heavy})")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        cwd=Path(__file__).resolve().parents[1])
-  assert out.stdout.strip() == "[]"
+  assert out.stdout.splitlines() == ["[]", "True poseformer_jax.lifter ['flax', 'jax']"]
 
 
 # --- exports ------------------------------------------------------------------------------------

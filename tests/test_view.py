@@ -186,7 +186,7 @@ def test_show_displays_an_iframe_in_ipython(monkeypatch):
 
 
 def test_lift_writes_the_viewer(tmp_path, capsys):
-  lift = importlib.import_module("poseformer_jax.lift")  # the module, not the function
+  lift = importlib.import_module("poseformer_jax.lift_command.main")
   out, page_path = tmp_path / "s.npz", tmp_path / "s.html"
   argv = ["--keypoints", str(REPO_ROOT / "examples" / "skater_mediapipe33.npz"),
           "--max-frames=24", f"--output={out}", f"--html={page_path}", "--no-progress"]
@@ -225,7 +225,7 @@ def test_video_thumbnails_within_budget(tmp_path):
 
 
 def test_lift_of_several_people_writes_one_viewer(tmp_path):
-  lift = importlib.import_module("poseformer_jax.lift")
+  lift = importlib.import_module("poseformer_jax.lift_command.main")
   records = []
   for track, first, poses in (("3", 0, arm_clip(20)), ("7", 6, arm_clip(20, 160, 20))):
     kps = project(poses)

@@ -313,7 +313,7 @@ def test_video_frame_under_the_2d_keypoints(open_page, tmp_path):
 
 def test_demo_page_plays_offline(open_page, tmp_path):
   """`make demo`'s page: the bundled skater keypoints lifted by the shipped model."""
-  lift = importlib.import_module("poseformer_jax.lift")
+  lift = importlib.import_module("poseformer_jax.lift_command.main")
   out, html = tmp_path / "skater_3d.npz", tmp_path / "skater_3d.html"
   assert lift.main(["--keypoints", str(REPO_ROOT / "examples" / "skater_mediapipe33.npz"),
                     f"--output={out}", f"--html={html}", "--no-progress"]) == 0

@@ -8,7 +8,7 @@ manager folder, see `poseformer_jax.checkpoint`) stored beside this file, with
 its parameters in float16 (half the size; `load_checkpoint` returns float32)
 and a model card ``<name>.md``: data, recipe, command, hardware, accuracy.
 Names work wherever a checkpoint directory does: `load_checkpoint`,
-``eval.py --checkpoint=pretrained:NAME``, ``python -m poseformer_jax.lift
+``eval.py --checkpoint=pretrained:NAME``, ``poseformer-jax lift
 --checkpoint pretrained:NAME``.
 """
 
@@ -22,6 +22,7 @@ from poseformer_jax.errors import PoseFormerError
 PREFIX = "pretrained:"
 _HERE = Path(__file__).resolve().parent
 DEFAULT = "h36m-81_1_3-mix"
+DEFAULT_CHECKPOINT = PREFIX + DEFAULT  # what lifting uses unless told otherwise
 
 
 # The fixed subset on which a shipped model is re-evaluated against its card: these

@@ -188,7 +188,7 @@ def card_text(name: str, config, records: list[dict], results: list[dict], label
       f'model, params, config = load_checkpoint("pretrained:{name}")',
       "```", "",
       f"Also: `python eval.py --checkpoint=pretrained:{name} ...`, "
-      f"`python -m poseformer_jax.lift --checkpoint pretrained:{name} ...`.", "",
+      f"`poseformer-jax lift --checkpoint pretrained:{name} ...`.", "",
       "## Held-out accuracy (S8, never seen in training)", "",
       headline, "",
       "Full protocol of `eval.py`: every frame of every S8 sequence and camera, "

@@ -1,4 +1,5 @@
-"""In-the-wild video: detection, keypoint files, 3D poses, renders and exports.
+"""In-the-wild video: detection, keypoint files, renders and exports.
+
 
 * `detect`   — the `Detector` interface, MediaPipe Pose offline (`MediaPipeDetector`),
   replayed keypoint files, video and camera frames (`detect_video`).
@@ -6,15 +7,17 @@
   -> H36M-17 pixels with NaN for missing joints (`load_keypoints`, `to_h36m`);
   the project's keypoint npz (`save_keypoints`).
 * `tracks`   — several people: per-person records with track ids, outputs per track.
-* `gaps`     — interpolation of missing joints along time (`fill_gaps`).
 * `render`   — side-by-side mp4/gif and a PNG contact sheet (`render_video`,
   `contact_sheet`; needs matplotlib, imageio, imageio-ffmpeg).
 * `export`   — npz, JSON and BVH (`save_npz`, `save_json`, `write_bvh`,
   `read_bvh_positions`).
-* `pipeline`, `online` — the stages of ``poseformer-jax lift`` (offline, tracks,
-  ``--stream``/``--webcam``); `detect_cli` is ``poseformer-jax detect``.
 
-The lifting itself is `poseformer_jax.lift` (function, `Lifter`, command) and
-`poseformer_jax.stream` (online). Submodules are imported on use, so importing
-this package is cheap.
+`detect_cli` is ``poseformer-jax detect``. ``poseformer-jax lift`` stands on these
+blocks from above (`poseformer_jax.lift_command`), as does the viewer
+(`poseformer_jax.view`); nothing here imports either.
+
+The lifting itself is the library below this package: `poseformer_jax.lifter`
+(`lift`, `Lifter`), `poseformer_jax.stream` (`StreamingLifter`) and
+`poseformer_jax.gaps` (missing joints). Submodules are imported on use, so
+importing this package is cheap.
 """

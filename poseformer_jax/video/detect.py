@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Iterable, Iterator, Protocol, runtime_checkable
 
 import numpy as np
+from tqdm import tqdm
 
 from poseformer_jax.errors import DataError
-from poseformer_jax.video import formats
+from poseformer_jax.video import formats, render
 
 MEDIAPIPE_VERSION = "0.10.21"
 INSTALL_HINT = ("make install-detect  (= pip install -e '.[detect]' && "
@@ -201,7 +202,6 @@ class KeypointFileDetector:
 
 def open_video(path: str | os.PathLike) -> dict:
   """{'size': (w, h), 'fps': float or None} of a readable video; one-line DataError else."""
-  from poseformer_jax.video import render
   path = Path(path)
   if not path.is_file():
     raise DataError(f"{path}: no such video file")
@@ -211,7 +211,6 @@ def open_video(path: str | os.PathLike) -> dict:
 def iter_frames(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:
   """RGB uint8 frames of a video (ffmpeg through imageio), at most `max_frames`."""
   import imageio.v2 as iio
-  from poseformer_jax.video import render
   try:
     with render._quiet_ffmpeg_start():
       reader = iio.get_reader(str(path), format="FFMPEG")
@@ -269,7 +268,6 @@ def detect_video(path: str | os.PathLike, detector: Detector | None = None, *,
   Raises:
     DataError: unreadable video, or a video without frames.
   """
-  from tqdm import tqdm
   info = open_video(path)
   own = detector is None
   detector = MediaPipeDetector() if own else detector

@@ -33,9 +33,8 @@ def _flags() -> flags.FlagValues:
 
 
 def run(video: Path, output: Path, *, max_frames=None, overwrite=False, progress=True) -> Path:
-  from poseformer_jax.video import pipeline
-  out = pipeline.Outputs(overwrite)
-  out.add("output", output)
+  out = cli.Outputs(overwrite)
+  out.add("output", output, (".npz",))
   if not detect.is_video(video):
     raise PoseFormerError(f"{video}: not a video file ({', '.join(detect.VIDEO_SUFFIXES)})")
   det = detect.detect_video(video, max_frames=max_frames, progress=progress)

@@ -3,7 +3,7 @@
 Every reader returns keypoints in **pixels**, shape (T, 17, 2), in the H36M
 order the model was trained on, with NaN where a joint is missing (no
 detection in that frame, or a confidence below ``min_score``). Gaps are
-filled afterwards by `poseformer_jax.video.gaps.fill_gaps`.
+filled afterwards by `poseformer_jax.gaps.fill_gaps`.
 
 H36M-17 order (index: name)::
 

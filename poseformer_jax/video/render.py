@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from poseformer_jax.errors import DataError
 from poseformer_jax.video.formats import H36M_LEFT, H36M_PARENTS, H36M_RIGHT
@@ -314,8 +315,6 @@ def render_video(video_path: str | os.PathLike | None, keypoints_2d_px, poses_3d
   Returns:
     The written paths.
   """
-  from tqdm import tqdm
-
   kps, poses, mask = _check_inputs(keypoints_2d_px, poses_3d, filled)
   paths = [Path(out_path)] if isinstance(out_path, (str, os.PathLike)) else [Path(p) for p in out_path]
   for p in paths:

@@ -33,6 +33,7 @@ import numpy as np
 from poseformer_jax.errors import DataError
 from poseformer_jax.view.page import build_html, save_page, to_viewer
 from poseformer_jax.view.result import Result, Track, from_poses, load_result
+from poseformer_jax.view.thumbnails import thumbnails
 
 __all__ = ["Result", "Track", "Viewer", "as_result", "from_poses", "load_result", "show",
            "to_html", "to_viewer", "write_html"]
@@ -57,7 +58,6 @@ def to_html(result, *, video: str | os.PathLike | None = None, title: str | None
   res = as_result(result)
   images = None
   if video is not None:
-    from poseformer_jax.view.thumbnails import thumbnails
     first = min(int(t.frames[0]) for t in res.tracks)
     last = max(int(t.frames[-1]) for t in res.tracks)
     images = thumbnails(video, first, last - first + 1, res.image_size, progress=progress)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from absl import flags
 
-from poseformer_jax import cli
+from poseformer_jax import cli, view
 from poseformer_jax.errors import DataError, PoseFormerError
 
 USAGE = """\
@@ -61,7 +61,6 @@ def check_output(path: Path, overwrite: bool) -> None:
 
 
 def write(opts) -> Path:
-  from poseformer_jax import view
   check_output(opts.html, opts.overwrite)
   return view.write_html(opts.html, opts.result, video=opts.video, title=opts.title,
                          progress=not opts.no_progress)

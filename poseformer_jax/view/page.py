@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from poseformer_jax import __version__
 from poseformer_jax.errors import DataError
 from poseformer_jax.video.render import BONES, CENTRE_COLOUR, LEFT_COLOUR, RIGHT_COLOUR
 from poseformer_jax.video.formats import H36M_LEFT, H36M_RIGHT
@@ -144,7 +145,6 @@ def _script_safe(text: str, what: str) -> str:
 def build_html(result: Result, *, title: str | None = None, video_images: dict | None = None
                ) -> str:
   """The whole page as a string (see the module doc)."""
-  from poseformer_jax import __version__
   data = json.dumps(payload(result, video_images), separators=(",", ":"), allow_nan=False)
   data = data.replace("</", "<\\/").replace("<!--", "<\\!--")
   parts = {"__TITLE__": html.escape(title or f"{result.name} (3D poses)"),

@@ -16,7 +16,10 @@ import math
 import os
 from pathlib import Path
 
+from tqdm import tqdm
+
 from poseformer_jax.errors import DataError
+from poseformer_jax.video.render import _quiet_ffmpeg_start, video_info
 
 WIDTH = 240  # pixels
 QUALITY = 60  # JPEG quality
@@ -46,9 +49,6 @@ def thumbnails(video: str | os.PathLike, first: int, count: int, image_size=None
     DataError: unreadable video, another size than `image_size`, or fewer frames.
   """
   import imageio.v2 as iio
-  from tqdm import tqdm
-
-  from poseformer_jax.video.render import _quiet_ffmpeg_start, video_info
   path = Path(video)
   info = video_info(path)
   w, h = info["size"]

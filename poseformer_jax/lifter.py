@@ -1,0 +1,174 @@
+"""The lifting library: a whole clip of 2D keypoints to 3D (`lift`, `Lifter`).
+
+    from poseformer_jax import lift, Lifter
+    poses = lift(keypoints_2d, image_size=(1280, 720), checkpoint="pretrained:h36m-81_1_3-mix")
+    lifter = Lifter("ckpt/")          # many clips: loads once, keeps its compiled passes
+    poses = lifter(keypoints_2d, (1280, 720))                                  # (T, 17, 3)
+
+Missing joints (NaN) are interpolated along time first (`poseformer_jax.gaps`),
+pixels are normalised by the image size (``x / w * 2 - [1, h / w]``), and every
+frame is lifted by the project's one inference driver
+(`poseformer_jax.inference.Predictor`): an F-frame window centred on it
+(edge-padded at the clip's ends), test-time flip averaging, batched jitted
+forward passes. Output: camera-space metres (x right, y down, z forward), root
+(pelvis) relative. Online lifting, one frame at a time, is
+`poseformer_jax.stream.StreamingLifter`; the command that detects people in a
+video and writes files is ``poseformer-jax lift`` (`poseformer_jax.lift_command.main`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from poseformer_jax import gaps
+from poseformer_jax.checkpoint import load_checkpoint
+from poseformer_jax.data import cameras, skeleton
+from poseformer_jax.errors import DataError
+from poseformer_jax.inference import Predictor
+from poseformer_jax.pretrained import DEFAULT_CHECKPOINT
+
+__all__ = ["DEFAULT_CHECKPOINT", "Lifter", "check_image_size", "lift"]
+
+
+class Lifter:
+  """A checkpoint loaded once, with its compiled forward passes: call it on clips.
+
+  Args:
+    checkpoint: a checkpoint directory, ``pretrained:NAME``, or the
+      ``(model, params, config)`` triple from `poseformer_jax.load_checkpoint`.
+    batch_size: windows per forward pass (capped per clip at its length
+      rounded up to 16, so short clips do not compute padding).
+    flip: test-time flip averaging (as the published results).
+  """
+
+  def __init__(self, checkpoint=DEFAULT_CHECKPOINT, *, batch_size: int = 1024,
+               flip: bool = True):
+    if int(batch_size) != batch_size or batch_size < 1:
+      raise DataError(f"batch_size must be a positive integer, got {batch_size}")
+    self.model, self.params, self.config = _resolve_checkpoint(checkpoint)
+    self.batch_size, self.flip = int(batch_size), bool(flip)
+    self.num_frames = int(self.model.num_frames)
+    self.pad = (self.num_frames - 1) // 2
+    self._predictors: dict = {}  # batch size -> Predictor (each compiles once)
+
+  @property
+  def variant(self) -> str:
+    return str(self.config.get("variant", "?")) if hasattr(self.config, "get") else "?"
+
+  def predictor(self, batch_size: int | None = None):
+    """The `Predictor` of these weights for `batch_size` windows per pass (kept for reuse)."""
+    b = int(batch_size or self.batch_size)
+    if b not in self._predictors:
+      self._predictors[b] = Predictor(
+          self.model, self.params, batch_size=b, flip=self.flip,
+          kps_left=skeleton.JOINTS_LEFT, kps_right=skeleton.JOINTS_RIGHT,
+          joints_left=skeleton.JOINTS_LEFT, joints_right=skeleton.JOINTS_RIGHT)
+    return self._predictors[b]
+
+  def __call__(self, keypoints_2d, image_size, *, chunk_size: int | None = None,
+               progress=None) -> np.ndarray:
+    """(T, 17, 2) H36M-17 pixels (NaN = missing, interpolated first) -> (T, 17, 3).
+
+    `progress`: optional callback with the number of frames done. See `lift`.
+    """
+    x, (w, h) = _check_keypoints(keypoints_2d, image_size, chunk_size)
+    t = x.shape[0]
+    span = t if chunk_size is None else min(t, int(chunk_size) + 2 * self.pad)
+    predictor = self.predictor(min(self.batch_size, -(-span // 16) * 16))
+    xn = cameras.normalize_screen(x, w, h).astype(np.float32)
+    if chunk_size is None:
+      return predictor.predict_sequences([xn], progress=progress)[0]
+    out = np.empty((t, 17, 3), np.float32)
+    for start in range(0, t, int(chunk_size)):
+      stop = min(t, start + int(chunk_size))
+      lo, hi = max(0, start - self.pad), min(t, stop + self.pad)
+      out[start:stop] = predictor.predict_sequences([xn[lo:hi]])[0][start - lo:stop - lo]
+      if progress is not None:
+        progress(stop)
+    return out
+
+
+def lift(keypoints_2d, image_size, checkpoint, *, batch_size: int = 1024, flip: bool = True,
+         chunk_size: int | None = None) -> np.ndarray:
+  """3D poses of every frame of a clip.
+
+  Args:
+    keypoints_2d: (T, 17, 2) pixels in the H36M-17 layout
+      (`poseformer_jax.video.formats` maps the common layouts to it). NaN marks
+      missing joints; they are interpolated along time first
+      (`poseformer_jax.gaps.fill_gaps`).
+      Any T >= 1 works, also shorter than the model's receptive field (the
+      windows are edge-padded).
+    image_size: (width, height) in pixels of the image the keypoints refer to.
+    checkpoint: a checkpoint directory, ``pretrained:NAME``, the ``(model,
+      params, config)`` triple from `poseformer_jax.load_checkpoint`, or a
+      `Lifter` (for many clips: it keeps its compiled forward passes).
+    batch_size: windows per forward pass (capped at the clip length rounded up
+      to 16, so short clips do not compute padding).
+    flip: test-time flip averaging (as the published results).
+    chunk_size: if set, lift the clip in pieces of this many frames, each with
+      ``pad = (F - 1) // 2`` frames of context on both sides (bounded memory
+      for long clips). Every frame then sees exactly the window it sees when
+      the whole clip is lifted at once, so the result is the same.
+  Returns:
+    (T, 17, 3) float32, camera-space metres, root-relative (pelvis = 0).
+  Raises:
+    DataError: bad shapes, non-positive image size, infinite values, or no
+      usable frames. CheckpointError: unreadable checkpoint.
+  """
+  _check_keypoints(keypoints_2d, image_size, chunk_size)
+  if int(batch_size) != batch_size or batch_size < 1:
+    raise DataError(f"batch_size must be a positive integer, got {batch_size}")
+  lifter = checkpoint if isinstance(checkpoint, Lifter) else Lifter(
+      checkpoint, batch_size=batch_size, flip=flip)
+  return lifter(keypoints_2d, image_size, chunk_size=chunk_size)
+
+
+def _check_keypoints(keypoints_2d, image_size, chunk_size):
+  """Validated, gap-filled (T, 17, 2) float64 pixels and (w, h)."""
+  x = np.asarray(keypoints_2d, np.float64) if _is_numeric(keypoints_2d) else None
+  if x is None or x.ndim != 3 or x.shape[1:] != (17, 2) or x.shape[0] < 1:
+    shape = getattr(x, "shape", None) if x is not None else type(keypoints_2d).__name__
+    raise DataError(f"keypoints_2d must have shape (T, 17, 2) with T >= 1 (H36M-17 pixels), "
+                    f"got {shape}")
+  size = check_image_size(image_size)
+  if np.isnan(x).any():
+    x, _ = gaps.fill_gaps(x, joint_names=skeleton.JOINT_NAMES)
+  if not np.isfinite(x).all():
+    raise DataError("keypoints_2d contain infinite values")
+  if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
+    raise DataError(f"chunk_size must be a positive integer, got {chunk_size}")
+  return x, size
+
+
+def _is_numeric(a) -> bool:
+  try:
+    np.asarray(a, np.float64)
+    return True
+  except (TypeError, ValueError):
+    return False
+
+
+def check_image_size(image_size) -> tuple[float, float]:
+  """(width, height) as positive finite floats (pixels); a DataError otherwise."""
+  try:
+    w, h = (float(v) for v in image_size)
+  except (TypeError, ValueError):
+    raise DataError(f"image_size must be (width, height), got {image_size!r}") from None
+  if not (np.isfinite(w) and np.isfinite(h) and w > 0 and h > 0):
+    raise DataError(f"image size must be positive, got {image_size!r} (width, height)")
+  return w, h
+
+
+def _resolve_checkpoint(checkpoint):
+  if isinstance(checkpoint, (str, os.PathLike)):
+    checkpoint = load_checkpoint(checkpoint)
+  if isinstance(checkpoint, (tuple, list)) and len(checkpoint) == 3:
+    model = checkpoint[0]
+    if int(getattr(model, "num_joints", 17)) != 17:
+      raise DataError(f"lift needs a 17-joint model, the checkpoint has {model.num_joints}")
+    return tuple(checkpoint)
+  raise DataError("checkpoint must be a directory, pretrained:NAME or the (model, params, "
+                  f"config) triple from load_checkpoint, got {type(checkpoint).__name__}")
