@@ -1,26 +1,83 @@
-"""Filling missing 2D joints (NaN) by interpolation along time.
+"""Missing 2D joints (NaN): the detector's low-confidence estimates, then interpolation along time.
 
-Each joint is filled independently: between two frames where it is present,
-linearly in time (x and y separately); before the first / after the last
-present frame, with the nearest present value (hold). A frame with no
-detection at all is therefore filled joint by joint from its neighbours.
+A person was found, so a person is lifted, in three steps for each joint:
+
+1. `use_estimates` — a joint that is never confident in the clip (missing in
+   every frame once low confidences are dropped) takes the detector's own
+   estimate of it, whatever its confidence; these positions are marked
+   ``low_confidence``.
+2. `fill_gaps` — every joint is filled along time: between two frames where
+   it is present, linearly in time (x and y separately); before the first /
+   after the last present frame, with the nearest present value (hold). A
+   frame with no detection at all is filled joint by joint from its
+   neighbours.
+3. `fill_gaps` with ``parents`` — a joint present in no frame at all (not even
+   a low-confidence estimate: a file that writes (0, 0) for it, say) is placed
+   on the nearest joint along the skeleton that is present (`nearest_present`):
+   its bone then has length zero. Steps 2 and 3 are marked ``filled``.
 """
 
 from __future__ import annotations
+
+import collections
 
 import numpy as np
 
 from poseformer_jax.errors import DataError
 
 
-def fill_gaps(keypoints: np.ndarray, *, joint_names=None, source: str = "keypoints"
-              ) -> tuple[np.ndarray, np.ndarray]:
+def use_estimates(keypoints, estimates) -> tuple[np.ndarray, np.ndarray]:
+  """The low-confidence fallback (step 1 of the module doc).
+
+  Args:
+    keypoints: (T, J, 2) pixels, NaN where missing or below the confidence threshold.
+    estimates: (T, J, 2) the detector's positions whatever their confidence, NaN where it
+      gave none (the same keypoints read with no threshold).
+  Returns:
+    ``(keypoints, low_confidence)``: a copy where every joint missing in all T frames
+    holds its estimates, and (T, J) bool, True where an estimate went in.
+  """
+  x = np.array(keypoints, np.float64)
+  est = np.asarray(estimates, np.float64)
+  if est.shape != x.shape:
+    raise DataError(f"estimates {est.shape} do not match keypoints {x.shape}")
+  never = np.isnan(x).any(-1).all(0)  # (J,)
+  low = never[None, :] & np.isfinite(est).all(-1)
+  x[low] = est[low]
+  return x, low
+
+
+def nearest_present(joint: int, present, parents) -> int | None:
+  """The joint nearest to `joint` along the skeleton (`parents`, -1 for the root) among
+  those `present` ((J,) bool): fewest bones away, a parent before children; None if none."""
+  neighbours: dict[int, list[int]] = {j: [] for j in range(len(parents))}
+  for child, parent in enumerate(parents):
+    if parent >= 0:
+      neighbours[child].append(parent)
+      neighbours[parent].append(child)
+  seen, queue = {joint}, collections.deque([joint])
+  while queue:  # breadth first: the first present joint is one of the nearest
+    current = queue.popleft()
+    if current != joint and present[current]:
+      return current
+    for k in sorted(neighbours[current], key=lambda k: (k != parents[current], k)):
+      if k not in seen:
+        seen.add(k)
+        queue.append(k)
+  return None
+
+
+def fill_gaps(keypoints: np.ndarray, *, parents=None, joint_names=None,
+              source: str = "keypoints") -> tuple[np.ndarray, np.ndarray]:
   """Interpolates NaN entries of a (T, J, 2) keypoint array along time.
 
   A joint counts as missing in a frame when either coordinate is NaN.
 
   Args:
     keypoints: (T, J, 2), NaN where missing.
+    parents: the skeleton's parent of each joint (-1 for the root): a joint missing
+      in every frame is placed on `nearest_present` (step 3 of the module doc).
+      Without it such a joint is an error.
     joint_names: optional J names, for the error message.
     source: what to name in error messages (e.g. the file).
   Returns:
@@ -29,7 +86,7 @@ def fill_gaps(keypoints: np.ndarray, *, joint_names=None, source: str = "keypoin
     that were (partly) filled; see `filled_frames`.
   Raises:
     DataError: a non-finite value other than NaN (inf), no usable frame at all,
-      or a joint missing in every frame (nothing to interpolate from).
+      or (without `parents`) a joint missing in every frame.
   """
   x = np.array(keypoints, np.float64)
   if x.ndim != 3 or x.shape[-1] != 2 or x.shape[0] < 1:
@@ -40,18 +97,20 @@ def fill_gaps(keypoints: np.ndarray, *, joint_names=None, source: str = "keypoin
   if missing.all():
     raise DataError(f"{source}: no usable frames (every joint is missing in every frame; "
                     "check the format or lower the confidence threshold)")
-  never = np.flatnonzero(missing.all(0))
-  if never.size:
-    names = [joint_names[j] if joint_names is not None else str(j) for j in never]
+  never = missing.all(0)
+  if never.any() and parents is None:
+    names = [joint_names[j] if joint_names is not None else str(j) for j in np.flatnonzero(never)]
     raise DataError(f"{source}: joint(s) {', '.join(names)} missing in every frame; nothing to "
                     "interpolate from (check the format or lower the confidence threshold)")
   x[missing] = np.nan
   t = np.arange(x.shape[0], dtype=np.float64)
-  for j in np.flatnonzero(missing.any(0)):
+  for j in np.flatnonzero(missing.any(0) & ~never):
     ok = ~missing[:, j]
     for c in range(2):
       # np.interp holds the end values outside the known range: nearest valid at the edges.
       x[:, j, c] = np.interp(t, t[ok], x[ok, j, c])
+  for j in np.flatnonzero(never):
+    x[:, j] = x[:, nearest_present(j, ~never, parents)]
   return x, missing
 
 

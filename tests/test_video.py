@@ -21,7 +21,7 @@ from poseformer_jax import model as model_lib
 from poseformer_jax.checkpoint import load_checkpoint, save_params
 from poseformer_jax.data import cameras, skeleton
 from poseformer_jax.errors import DataError
-from poseformer_jax.video import export, formats, render
+from poseformer_jax.video import bvh, export, formats, render
 
 lift_module = importlib.import_module("poseformer_jax.lift_command.main")  # the command
 lift = poseformer_jax.lift
@@ -353,25 +353,25 @@ def _rigid_motion(t: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
   # Awkward cases: frame 0 exactly the rest (T-)pose, frame 1 with bones opposite to it.
   for k, sign in ((0, 1.0), (1, -1.0)):
     for j in range(1, 17):
-      rest = np.asarray(export._REST_DIR[j], float) @ export._CAM_TO_BVH
+      rest = np.asarray(bvh._REST_DIR[j], float) @ bvh._CAM_TO_BVH
       p[k, j] = p[k, skeleton.PARENTS[j]] + sign * lengths[j] * rest
   return p, lengths
 
 
 def test_bvh_round_trip(tmp_path):
   poses, lengths = _rigid_motion(60)
-  export.write_bvh(tmp_path / "a.bvh", poses, fps=30)
-  back = export.read_bvh_positions(tmp_path / "a.bvh")
+  bvh.write_bvh(tmp_path / "a.bvh", poses, fps=30)
+  back = bvh.read_bvh_positions(tmp_path / "a.bvh")
   assert back.shape == poses.shape
   assert np.abs(back - poses).max() < 1e-4
   text = (tmp_path / "a.bvh").read_text()
   assert text.startswith("HIERARCHY\nROOT pelvis\n")
   assert "Frames: 60\nFrame Time: 0.03333333" in text
-  names, _, frame_time = export.read_bvh(tmp_path / "a.bvh")
+  names, _, frame_time = bvh.read_bvh(tmp_path / "a.bvh")
   assert set(skeleton.JOINT_NAMES) <= set(names) and len(names) == 17 + 6  # 6 helper joints
   # in centimetres
-  export.write_bvh(tmp_path / "cm.bvh", poses, fps=30, scale=100)
-  np.testing.assert_allclose(export.read_bvh_positions(tmp_path / "cm.bvh", scale=100), poses,
+  bvh.write_bvh(tmp_path / "cm.bvh", poses, fps=30, scale=100)
+  np.testing.assert_allclose(bvh.read_bvh_positions(tmp_path / "cm.bvh", scale=100), poses,
                              atol=1e-4)
 
 
@@ -383,14 +383,14 @@ def test_bvh_varying_bone_lengths_keep_directions(tmp_path):
     par = skeleton.PARENTS[j]
     bone = poses[:, j] - poses[:, par]
     stretched[:, j] = stretched[:, par] + bone * rng.uniform(0.9, 1.1, (20, 1))
-  export.write_bvh(tmp_path / "s.bvh", stretched, fps=25)
-  back = export.read_bvh_positions(tmp_path / "s.bvh")
+  bvh.write_bvh(tmp_path / "s.bvh", stretched, fps=25)
+  back = bvh.read_bvh_positions(tmp_path / "s.bvh")
   par = list(skeleton.PARENTS[1:])
   unit = lambda b: b / np.linalg.norm(b, axis=-1, keepdims=True)  # noqa: E731
   np.testing.assert_allclose(unit(back[:, 1:] - back[:, par]),
                              unit(stretched[:, 1:] - stretched[:, par]), atol=1e-5)
   lengths = np.linalg.norm(back[:, 1:] - back[:, par], axis=-1)
-  np.testing.assert_allclose(lengths, np.broadcast_to(export.bone_lengths(stretched)[1:],
+  np.testing.assert_allclose(lengths, np.broadcast_to(bvh.bone_lengths(stretched)[1:],
                                                       lengths.shape), atol=1e-5)
 
 
@@ -478,7 +478,7 @@ def test_cli_end_to_end(tmp_path, tiny_ckpt_dir, capsys):
   assert "filled 1 of 10 frames" in out and "frames 4" in out
   with np.load(tmp_path / "o.npz") as f:
     assert f["poses_3d"].shape == (10, 17, 3) and f["filled"][4].all() and f["fps"] == 20.0
-  assert export.read_bvh_positions(tmp_path / "o.bvh").shape == (10, 17, 3)
+  assert bvh.read_bvh_positions(tmp_path / "o.bvh").shape == (10, 17, 3)
   # Existing outputs are kept unless --overwrite.
   before = (tmp_path / "o.npz").read_bytes()
   assert lift_module.main(args) == 2
@@ -565,7 +565,7 @@ def test_real_clips_end_to_end(tmp_path_factory, capsys):
       assert f["keypoints_2d"].shape == (frames, 17, 2) and np.isfinite(f["keypoints_2d"]).all()
       assert tuple(f["image_size"]) == size and f["fps"] == fps
       assert (f["poses_3d"][:, 0] == 0).all()
-    assert export.read_bvh_positions(out / "o.bvh").shape == (frames, 17, 3)
+    assert bvh.read_bvh_positions(out / "o.bvh").shape == (frames, 17, 3)
     reader = iio2.get_reader(out / "o.mp4", format="FFMPEG")
     h, w = reader.get_meta_data()["size"][::-1]
     assert sum(1 for _ in reader) == frames and h == 480

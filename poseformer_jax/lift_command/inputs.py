@@ -1,25 +1,28 @@
-"""The lifting command's inputs: what INPUT is (`source`) and the 2D keypoints it holds.
+"""The lifting command's inputs: what INPUT is (`source`) and the people it holds (`Clip`).
 
 * `source` — a video, a keypoint file or a camera, from the command's options.
-* `read_clip` — one person from a keypoint file (or one ``--track`` of a
-  multi-person file), with image size and fps from flags, file or video.
-* `read_tracks` — the people of a per-person records file with track ids
-  (`poseformer_jax.video.tracks`).
+* `read_file` — a keypoint file: one person, or the people of a per-person
+  records file with track ids (`poseformer_jax.video.tracks`), with image size
+  and fps from flags, file or ``--video``.
 * `read_video` — a video through the detector (`poseformer_jax.video.detect`).
+* `select` — the people ``--person`` asks for (all, the largest, one id), and
+  whether the outputs are one person's or keyed by track.
 
-A `Clip` is what the later stages (fill, lift, render, export) work on.
+Every person keeps the detector's positions of all confidences beside the
+confident ones (`Person.estimates`), for the low-confidence fallback of
+`poseformer_jax.gaps.use_estimates`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from poseformer_jax.errors import DataError
-from poseformer_jax.lifter import check_image_size
 from poseformer_jax.lift_command.summary import Summary
+from poseformer_jax.lifter import check_image_size
 from poseformer_jax.video import detect, formats, render, tracks
 
 
@@ -32,14 +35,31 @@ class Source:
 
 
 @dataclass
-class Clip:
-  """2D input of one person: (T, 17, 2) H36M pixels, NaN where missing."""
+class Person:
+  """One person's 2D input, H36M-17 pixels.
+
+  id: the track id; None for the only person of a one-person input.
+  frames: (N,) int, the video frame of each row (consecutive).
+  keypoints: (N, 17, 2) NaN where missing or below the confidence threshold.
+  estimates: (N, 17, 2) the detector's positions at any confidence (NaN where it
+    gave none), or None when the input has no scores to tell.
+  """
+  id: str | None
+  frames: np.ndarray
   keypoints: np.ndarray
-  size: tuple[int, int]
+  estimates: np.ndarray | None = None
+
+
+@dataclass
+class Clip:
+  """The people of one input, with what the later stages need."""
+  people: list[Person]
+  size: tuple[int, int]  # (w, h) pixels
   fps: float
-  video: Path | None = None  # drawn under the 2D skeleton
+  layout: str  # the keypoints' layout before mapping (for the confidence threshold)
+  video: Path | None = None  # drawn under the 2D skeletons
   detections: dict | None = None  # raw detector output (saved with --save-keypoints)
-  first_frame: int = 0  # video frame of keypoints[0]
+  tracked: bool = False  # outputs keyed by track id (several people), else one person's
 
 
 def source(opts) -> Source:
@@ -66,35 +86,29 @@ def source(opts) -> Source:
   return Source("keypoints", path, fmt, path.stem)
 
 
-def read_tracks(opts, src: Source) -> dict | None:
-  """The tracks of a multi-person file with track ids; None for a one-person input."""
-  found = tracks.read_tracks(src.path, src.fmt, min_score=opts.min_score)
-  return None if found is None or None in found else found
+def person(track_id, frames, raw, scores, layout: str, min_score, detected=None) -> Person:
+  """A `Person` from detector output in `layout` (keypoints (N, J, 2), scores (N, J))."""
+  kps, est = formats.to_h36m_and_estimates(raw, scores, layout, min_score, detected)
+  return Person(track_id, np.asarray(frames, np.int64), kps, None if scores is None else est)
 
 
-def read_clip(opts, src: Source) -> Clip:
-  """One person's keypoints from a file (see the module doc)."""
-  found = tracks.read_tracks(src.path, src.fmt, min_score=opts.min_score)
-  first, size, fps = 0, None, None
-  if opts.track is not None:
-    if found is None or None in found:
-      raise DataError(f"{src.path}: --track needs per-person records with track ids")
-    if opts.track not in found:
-      raise DataError(f"{src.path}: no track {opts.track!r}; tracks: "
-                      f"{', '.join(tracks.sort_ids(found))}")
-    frames, kps = found[opts.track]
-    first = int(frames[0])
-  elif found is not None:  # records without ids, one person per frame
-    frames, kps = found[None]
-    first = int(frames[0])
+def read_file(opts, src: Source) -> Clip:
+  """The people of a keypoint file (see the module doc)."""
+  found = tracks.read_tracks(src.path, src.fmt)
+  size = fps = None
+  if found is not None:  # per-person records; {None: ...} when they carry no track ids
+    people = [person(i, *found[i], src.fmt, opts.min_score) for i in tracks.sort_ids(found)
+              if i is not None] or [person(None, *found[None], src.fmt, opts.min_score)]
   else:
-    kps, size, fps = formats.load_keypoints(src.path, src.fmt, min_score=opts.min_score)
-  if opts.max_frames:
-    kps = kps[:opts.max_frames]
+    raw, scores, detected, size, fps = formats.read_keypoints(src.path, src.fmt)
+    people = [person(None, np.arange(len(raw)), raw, scores, src.fmt, opts.min_score,
+                     detected)]
   size, fps = size_and_fps(opts, src, size, fps)
-  print(f"read {kps.shape[0]} frames ({src.fmt}) from {src.path}; image {size[0]}x{size[1]}, "
-        f"{fps:g} fps")
-  return Clip(kps, size, fps, video=Path(opts.video) if opts.video else None, first_frame=first)
+  rows = sum(len(p.frames) for p in people)
+  print(f"read {rows} rows of {len(people)} {'person' if len(people) == 1 else 'people'} "
+        f"({src.fmt}) from {src.path}; image {size[0]}x{size[1]}, {fps:g} fps")
+  return Clip(people, size, fps, src.fmt, video=Path(opts.video) if opts.video else None,
+              tracked=people[0].id is not None)
 
 
 def size_and_fps(opts, src: Source, size, fps) -> tuple[tuple[int, int], float]:
@@ -129,7 +143,58 @@ def read_video(opts, src: Source, summary: Summary) -> Clip:
     det = detect.detect_video(src.path, max_frames=opts.max_frames,
                               progress=not opts.no_progress)
     row[1] = (row[1] or 0) + len(det["keypoints"])
-  kps = formats.to_h36m(det["keypoints"], det["scores"], det["layout"], opts.min_score,
-                        det["detected"])
+  one = person(None, np.arange(len(det["keypoints"])), det["keypoints"], det["scores"],
+               det["layout"], opts.min_score, det["detected"])
   fps = opts.fps or det["fps"] or 25.0
-  return Clip(kps, tuple(info["size"]), fps, video=src.path, detections=det)
+  return Clip([one], tuple(info["size"]), fps, det["layout"], video=src.path, detections=det)
+
+
+def select(opts, clip: Clip, where: str) -> Clip:
+  """The people ``--person`` (or ``--track``) asks for, within the first ``--max-frames``.
+
+  ``all`` (the default) lifts every track of at least ``--min-track-frames``
+  frames (outputs keyed by track); ``largest`` (the tallest in the image, median
+  over its frames) or an id lifts that one person (one person's outputs). Errors
+  name `where` (the input).
+  """
+  if opts.max_frames:
+    first = min(int(p.frames[0]) for p in clip.people)
+    cut = [_cut(p, first + opts.max_frames) for p in clip.people]
+    clip = replace(clip, people=[p for p in cut if len(p.frames)])
+  wanted = opts.track or opts.person or "all"
+  if not clip.tracked:
+    if wanted not in ("all", "largest"):
+      raise DataError(f"{where}: --person {wanted}: the input has no track ids (one person)")
+    return clip
+  ids = [p.id for p in clip.people]
+  if wanted == "all":
+    keep = [p for p in clip.people if len(p.frames) >= opts.min_track_frames]
+    if not keep:
+      longest = max(len(p.frames) for p in clip.people)
+      raise DataError(f"{where}: no track has {opts.min_track_frames} or more frames (longest: "
+                      f"{longest}); lower --min-track-frames")
+    return replace(clip, people=keep)
+  if wanted == "largest":
+    chosen = max(clip.people, key=lambda p: (height(p), len(p.frames)))
+  elif wanted in ids:
+    chosen = clip.people[ids.index(wanted)]
+  else:
+    raise DataError(f"{where}: no track {wanted!r}; tracks: {', '.join(ids)}")
+  return replace(clip, people=[chosen], tracked=False)
+
+
+def height(p: Person) -> float:
+  """The person's median height in the image, pixels (top to bottom confident joint)."""
+  y = p.keypoints[..., 1]
+  ok = np.isfinite(y)
+  rows = ok.any(-1)
+  if not rows.any():
+    return 0.0
+  top, bottom = np.where(ok, y, np.inf).min(-1), np.where(ok, y, -np.inf).max(-1)
+  return float(np.median((bottom - top)[rows]))
+
+
+def _cut(p: Person, stop: int) -> Person:
+  keep = p.frames < stop
+  return replace(p, frames=p.frames[keep], keypoints=p.keypoints[keep],
+                 estimates=None if p.estimates is None else p.estimates[keep])

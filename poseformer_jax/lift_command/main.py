@@ -62,12 +62,16 @@ def _define_flags(fv: flags.FlagValues) -> None:
   s("image-size", None, "image size W,H in pixels (if the keypoint file has none)",
     flag_values=fv)
   f("fps", None, "frame rate (default: keypoint file, video, else 25)", flag_values=fv)
-  f("min-score", None, "confidence below which a joint counts as missing", flag_values=fv)
+  f("min-score", None, "confidence below which a joint counts as missing (a joint never "
+    "above it takes the detector's low-confidence estimate)", flag_values=fv)
   i("batch-size", 1024, "windows per forward pass", flag_values=fv)
   i("chunk-size", None, "lift in chunks of this many frames (same result)", flag_values=fv)
   i("max-frames", None, "use only the first N frames", flag_values=fv)
-  i("min-track-frames", 3, "drop tracks shorter than this (several people)", flag_values=fv)
-  s("track", None, "lift only this track id of a multi-person file", flag_values=fv)
+  s("person", "all", "who to lift when there are track ids: all (outputs keyed by track), "
+    "largest (the tallest in the image) or a track id (one person's outputs)", flag_values=fv)
+  i("min-track-frames", 3, "with --person all, leave out tracks shorter than this",
+    flag_values=fv)
+  s("track", None, "the same as --person ID", flag_values=fv)
   b("stream", False, "online lifting: feed frames one at a time (poseformer_jax.stream)",
     flag_values=fv)
   b("webcam", False, "stream from a camera (with --camera)", flag_values=fv)

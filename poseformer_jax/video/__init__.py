@@ -1,6 +1,5 @@
 """In-the-wild video: detection, keypoint files, renders and exports.
 
-
 * `detect`   — the `Detector` interface, MediaPipe Pose offline (`MediaPipeDetector`),
   replayed keypoint files, video and camera frames (`detect_video`).
 * `formats`  — keypoint files (COCO-17, MediaPipe 33, OpenPose BODY_25, H36M-17)
@@ -9,8 +8,8 @@
 * `tracks`   — several people: per-person records with track ids, outputs per track.
 * `render`   — side-by-side mp4/gif and a PNG contact sheet (`render_video`,
   `contact_sheet`; needs matplotlib, imageio, imageio-ffmpeg).
-* `export`   — npz, JSON and BVH (`save_npz`, `save_json`, `write_bvh`,
-  `read_bvh_positions`).
+* `export`   — npz and JSON of one person's result (`save_npz`, `save_json`).
+* `bvh`      — BVH skeleton animation (`write_bvh`, `read_bvh_positions`).
 
 `detect_cli` is ``poseformer-jax detect``. ``poseformer-jax lift`` stands on these
 blocks from above (`poseformer_jax.lift_command`), as does the viewer

@@ -153,16 +153,27 @@ def load_keypoints(path: str | os.PathLike, fmt: str, *, min_score: float | None
   Raises:
     DataError: unknown format, missing/unreadable file, wrong layout.
   """
+  raw, scores, detected, size, fps = read_keypoints(path, fmt)
+  return to_h36m(raw, scores, fmt, min_score, detected), size, fps
+
+
+def read_keypoints(path: str | os.PathLike, fmt: str):
+  """A keypoint file as its tool wrote it, in its own layout, no threshold applied.
+
+  Returns:
+    ``(keypoints, scores, detected, image_size, fps)``: keypoints (T, J, 2)
+    float64 pixels (J = 33 for ``mediapipe33``, 25 for ``openpose25``, else 17),
+    scores (T, J) or None, detected (T,) bool or None, image_size and fps or
+    None. `to_h36m` maps them (`load_keypoints` does both).
+  """
   if fmt not in FORMATS:
     raise DataError(f"unknown keypoint format {fmt!r}; choose one of {', '.join(FORMATS)}")
   path = Path(path)
   if not path.exists():
     raise DataError(f"{path}: no such keypoint file")
-  if min_score is None:
-    min_score = DEFAULT_MIN_SCORE[fmt]
   if fmt == "openpose25":
-    coco, size, fps = _read_openpose(path, min_score)
-    return coco_to_h36m(coco), size, fps
+    raw, scores = _read_openpose(path)
+    return raw, scores, None, None, None
   raw, scores, meta = _read_array_file(path, fmt)
   n_in = 33 if fmt == "mediapipe33" else 17
   if raw.ndim != 3 or raw.shape[1] != n_in or raw.shape[2] not in (2, 3):
@@ -173,7 +184,7 @@ def load_keypoints(path: str | os.PathLike, fmt: str, *, min_score: float | None
     raw = raw[..., :2]
   if scores is not None and scores.shape != raw.shape[:2]:
     raise DataError(f"{path}: scores have shape {scores.shape}, keypoints {raw.shape}")
-  return to_h36m(raw, scores, fmt, min_score, meta.get("detected")), meta.get("size"), meta.get("fps")
+  return raw, scores, meta.get("detected"), meta.get("size"), meta.get("fps")
 
 
 def to_h36m(keypoints, scores, fmt: str, min_score: float | None = None, detected=None
@@ -196,6 +207,16 @@ def to_h36m(keypoints, scores, fmt: str, min_score: float | None = None, detecte
   elif fmt == "coco17":
     kps = coco_to_h36m(kps)
   return kps
+
+
+def to_h36m_and_estimates(keypoints, scores, fmt: str, min_score: float | None = None,
+                          detected=None) -> tuple[np.ndarray, np.ndarray]:
+  """`to_h36m` twice: ``(keypoints, estimates)``, both (T, 17, 2) H36M-17 pixels. The first
+  drops joints below `min_score`; the second keeps every position the detector gave, whatever
+  its confidence (NaN only where it gave none): the low-confidence fallback of
+  `poseformer_jax.gaps.use_estimates`."""
+  return (to_h36m(keypoints, scores, fmt, min_score, detected),
+          to_h36m(keypoints, scores, fmt, -np.inf, detected))
 
 
 def layout_of(path: str | os.PathLike) -> str | None:
@@ -339,13 +360,15 @@ def _natural_key(name: str):
   return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-def _read_openpose(path: Path, min_score: float):
+def _read_openpose(path: Path):
+  """-> keypoints (T, 25, 2) and scores (T, 25) of ``people[0]`` (NaN / 0 without a person)."""
   files = ([path] if path.is_file() else
            sorted((p for p in path.iterdir() if p.suffix.lower() == ".json"),
                   key=lambda p: _natural_key(p.name)))
   if not files:
     raise DataError(f"{path}: no OpenPose *.json files in this folder")
-  coco = np.full((len(files), 17, 2), np.nan)
+  kps = np.full((len(files), 25, 2), np.nan)
+  scores = np.zeros((len(files), 25))
   for i, f in enumerate(files):
     try:
       doc = json.loads(f.read_text())
@@ -365,9 +388,8 @@ def _read_openpose(path: Path, min_score: float):
     if arr.shape[0] != 25:
       raise DataError(f"{f}: pose_keypoints_2d has {arr.shape[0]} joints; BODY_25 needs 25 "
                       "(75 numbers)")
-    pick = arr[list(OPENPOSE25_TO_COCO)]
-    coco[i] = mask_low_scores(pick[None, :, :2], pick[None, :, 2], min_score)[0]
-  return coco, None, None
+    kps[i], scores[i] = arr[:, :2], arr[:, 2]
+  return kps, scores
 
 
 def _as_float(a, path: Path, what: str) -> np.ndarray:

@@ -3,7 +3,8 @@
 Each output frame: on the left the input video frame (or a blank canvas of
 the image size) with the 2D skeleton drawn on it; on the right the 3D
 skeleton. Left limbs are blue, right limbs red, the trunk grey (the
-person's left/right); interpolated 2D joints are drawn hollow.
+person's left/right); interpolated 2D joints are drawn hollow, joints lifted from
+the detector's low-confidence estimate pale.
 
 The 3D view: the model's camera-space pose (x right, y down, z forward),
 root at the centre, shown with y up and seen from slightly above and to the
@@ -135,19 +136,23 @@ class PoseRenderer:
     return np.stack([pose[:, 0], pose[:, 2], -pose[:, 1]], -1)
 
   def draw(self, frame: np.ndarray | None, keypoints_2d: np.ndarray, pose_3d: np.ndarray,
-           filled: np.ndarray | None = None, label: str = "") -> np.ndarray:
+           filled: np.ndarray | None = None, label: str = "",
+           low_confidence: np.ndarray | None = None) -> np.ndarray:
     """One output frame as (height, width, 3) uint8.
 
     frame: (h', w', 3) uint8 RGB, ideally already (height, left_width) (see
     `frame_size`; other sizes are resized); None draws the blank canvas.
     keypoints_2d (17, 2) pixels of the original image; pose_3d (17, 3) camera
-    space; filled (17,) bool; label: text in the top left corner.
+    space; filled (17,) bool (drawn hollow); label: text in the top left corner;
+    low_confidence (17,) bool (drawn pale).
     """
     kp = np.asarray(keypoints_2d, np.float64)
     for line, (a, b) in zip(self.lines_2d, BONES):
       line.set_data(kp[[a, b], 0], kp[[a, b], 1])
     self.points_2d.set_offsets(kp)
     face = self._face.copy()
+    if low_confidence is not None:
+      face[np.asarray(low_confidence, bool), 3] = 0.35
     if filled is not None:
       face[np.asarray(filled, bool)] = (1, 1, 1, 0)
     self.points_2d.set_facecolors(face)
@@ -274,7 +279,7 @@ def _video_frames(path, num_frames: int, size: tuple[int, int], image_size,
     reader.close()
 
 
-def _check_inputs(keypoints_2d, poses_3d, filled):
+def _check_inputs(keypoints_2d, poses_3d, filled, low_confidence=None):
   kps = np.asarray(keypoints_2d, np.float64)
   poses = np.asarray(poses_3d, np.float64)
   if kps.ndim != 3 or kps.shape[1:] != (17, 2):
@@ -282,23 +287,27 @@ def _check_inputs(keypoints_2d, poses_3d, filled):
   if poses.shape != kps.shape[:1] + (17, 3):
     raise DataError(f"poses_3d must be ({kps.shape[0]}, 17, 3), got {poses.shape}")
   mask = np.zeros(kps.shape[:2], bool) if filled is None else np.asarray(filled, bool)
-  if mask.shape != kps.shape[:2]:
-    raise DataError(f"filled must be {kps.shape[:2]}, got {mask.shape}")
-  return kps, poses, mask
+  low = np.zeros(kps.shape[:2], bool) if low_confidence is None else np.asarray(
+      low_confidence, bool)
+  if mask.shape != kps.shape[:2] or low.shape != kps.shape[:2]:
+    raise DataError(f"filled and low_confidence must be {kps.shape[:2]}, got {mask.shape} and "
+                    f"{low.shape}")
+  return kps, poses, mask, low
 
 
-def _label(i: int, t: int, mask_row: np.ndarray) -> str:
-  n = int(mask_row.sum())
-  return f"frame {i + 1}/{t}" + (f"  ({n} joints interpolated)" if n else "")
+def _label(i: int, t: int, mask_row: np.ndarray, low_row: np.ndarray) -> str:
+  notes = [f"{n} {what}" for n, what in ((int(mask_row.sum()), "joints interpolated"),
+                                          (int(low_row.sum()), "low-confidence")) if n]
+  return f"frame {i + 1}/{t}" + (f"  ({', '.join(notes)})" if notes else "")
 
 
 # --- outputs ------------------------------------------------------------------------------------
 
 def render_video(video_path: str | os.PathLike | None, keypoints_2d_px, poses_3d,
                  out_path: str | os.PathLike | Sequence[str | os.PathLike], fps: float, *,
-                 image_size: Sequence[int] | None = None, filled=None, height: int = 480,
-                 gif_scale: float = 0.5, progress: bool = True, first_frame: int = 0,
-                 **view) -> list[Path]:
+                 image_size: Sequence[int] | None = None, filled=None, low_confidence=None,
+                 height: int = 480, gif_scale: float = 0.5, progress: bool = True,
+                 first_frame: int = 0, **view) -> list[Path]:
   """Renders the side-by-side video.
 
   Args:
@@ -310,12 +319,13 @@ def render_video(video_path: str | os.PathLike | None, keypoints_2d_px, poses_3d
     fps: output frame rate.
     image_size: (w, h) of the keypoints' pixel space; default the video's size.
     filled: optional (T, 17) bool, joints drawn hollow (interpolated).
+    low_confidence: optional (T, 17) bool, joints drawn pale (low-confidence estimates).
     height: output height in pixels; `view`: elev, azim, radius (see `PoseRenderer`).
     first_frame: the video frame that the first keypoints belong to.
   Returns:
     The written paths.
   """
-  kps, poses, mask = _check_inputs(keypoints_2d_px, poses_3d, filled)
+  kps, poses, mask, low = _check_inputs(keypoints_2d_px, poses_3d, filled, low_confidence)
   paths = [Path(out_path)] if isinstance(out_path, (str, os.PathLike)) else [Path(p) for p in out_path]
   for p in paths:
     if p.suffix.lower() not in (".mp4", ".gif"):
@@ -336,7 +346,8 @@ def render_video(video_path: str | os.PathLike | None, keypoints_2d_px, poses_3d
     frames = _video_frames(video_path, t, renderer.frame_size, image_size, first_frame)
     for i, frame in enumerate(tqdm(frames, total=t, desc="render", unit="frame",
                                    disable=not progress)):
-      img = renderer.draw(frame, kps[i], poses[i], mask[i], _label(i, t, mask[i]))
+      img = renderer.draw(frame, kps[i], poses[i], mask[i], _label(i, t, mask[i], low[i]),
+                          low[i])
       for w in writers:
         w.send(img)
   finally:
@@ -371,12 +382,12 @@ def _open_writer(path: Path, size: tuple[int, int], fps: float, gif_scale: float
 
 def contact_sheet(video_path: str | os.PathLike | None, keypoints_2d_px, poses_3d,
                   out_path: str | os.PathLike, *, image_size: Sequence[int] | None = None,
-                  filled=None, num_frames: int = 6, columns: int = 2, height: int = 320,
-                  first_frame: int = 0, **view) -> Path:
+                  filled=None, low_confidence=None, num_frames: int = 6, columns: int = 2,
+                  height: int = 320, first_frame: int = 0, **view) -> Path:
   """A PNG grid of `num_frames` evenly spaced side-by-side frames (first and last included)."""
   import imageio.v3 as iio3
 
-  kps, poses, mask = _check_inputs(keypoints_2d_px, poses_3d, filled)
+  kps, poses, mask, low = _check_inputs(keypoints_2d_px, poses_3d, filled, low_confidence)
   out_path = Path(out_path)
   if out_path.suffix.lower() != ".png":
     raise DataError(f"{out_path}: contact sheet must be a .png")
@@ -392,7 +403,8 @@ def contact_sheet(video_path: str | os.PathLike | None, keypoints_2d_px, poses_3
     for i, frame in enumerate(_video_frames(video_path, t, renderer.frame_size, image_size,
                                             first_frame)):
       if i in picks:
-        tiles.append(renderer.draw(frame, kps[i], poses[i], mask[i], _label(i, t, mask[i])))
+        tiles.append(renderer.draw(frame, kps[i], poses[i], mask[i],
+                                   _label(i, t, mask[i], low[i]), low[i]))
   finally:
     renderer.close()
   rows = -(-len(tiles) // columns)

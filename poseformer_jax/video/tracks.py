@@ -39,12 +39,13 @@ _FRAME_KEYS = ("image_id", "frame", "frame_id", "frame_idx")
 _JOINTS = {"coco17": 17, "mediapipe33": 33, "openpose25": 25, "h36m17": 17}
 
 
-def read_tracks(path: str | os.PathLike, fmt: str, *, min_score: float | None = None
-                ) -> dict | None:
-  """A per-person records JSON -> ``{track_id: (frames (N,), keypoints (N, 17, 2))}``
-  (H36M-17 pixels, NaN where missing; frames consecutive from the track's first
-  to its last). ``{None: ...}`` for records without ids (one person). None when
-  the file is not a records file (a per-frame list, or not JSON)."""
+def read_tracks(path: str | os.PathLike, fmt: str) -> dict | None:
+  """A per-person records JSON -> ``{track_id: (frames (N,), keypoints (N, J, 2), scores
+  (N, J))}`` as the tool wrote them, in layout `fmt` (J joints, pixels; NaN keypoints and
+  zero scores in the frames where the track is absent; frames consecutive from the
+  track's first to its last; `formats.to_h36m` maps them). ``{None: ...}`` for records
+  without ids (one person). None when the file is not a records file (a per-frame
+  list, or not JSON)."""
   path = Path(path)
   if path.suffix.lower() != ".json" or not path.is_file():
     return None
@@ -73,7 +74,7 @@ def read_tracks(path: str | os.PathLike, fmt: str, *, min_score: float | None = 
               "(mmpose/AlphaPose tracking) or keep one person per frame") if track is None else ""
       raise DataError(f"{path}: frame {frame} has {who}{hint}")
     groups[track][frame] = (kps, scores)
-  return {track: _track_array(frames, fmt, min_score) for track, frames in groups.items()}
+  return {track: _track_array(frames, fmt) for track, frames in groups.items()}
 
 
 def _records(doc):
@@ -135,14 +136,14 @@ def _safe_id(track) -> str:
   return text
 
 
-def _track_array(frames: dict, fmt: str, min_score):
+def _track_array(frames: dict, fmt: str):
   first, last = min(frames), max(frames)
   j = _JOINTS[fmt]
   raw = np.full((last - first + 1, j, 2), np.nan)
   scores = np.zeros((last - first + 1, j))
   for f, (kps, s) in frames.items():
     raw[f - first], scores[f - first] = kps, s
-  return np.arange(first, last + 1), formats.to_h36m(raw, scores, fmt, min_score)
+  return np.arange(first, last + 1), raw, scores
 
 
 def sort_ids(ids) -> list:
@@ -154,7 +155,9 @@ def sort_ids(ids) -> list:
 
 def save_npz(path: str | os.PathLike, results: list[dict], *, fps: float | None,
              image_size) -> Path:
-  """results: dicts with ``track``, ``frames``, ``poses_3d``, ``keypoints_2d``, ``filled``."""
+  """results: one dict per track with ``track`` (its id), ``frames`` (N,) and the arrays of
+  `export.result_arrays` (``poses_3d``, ``keypoints_2d``, ``filled``, ``low_confidence``,
+  ...), each written as ``track_<id>_<name>``."""
   arrays = {"track_ids": np.array([r["track"] for r in results]),
             "fps": np.float64(fps if fps else np.nan),
             "image_size": np.array(image_size if image_size else (0, 0), np.int64),
@@ -163,10 +166,9 @@ def save_npz(path: str | os.PathLike, results: list[dict], *, fps: float | None,
             "coordinates": np.str_(export.COORDINATES)}
   for r in results:
     key = f"track_{r['track']}"
-    arrays[f"{key}_poses_3d"] = np.asarray(r["poses_3d"], np.float32)
-    arrays[f"{key}_keypoints_2d"] = np.asarray(r["keypoints_2d"], np.float32)
-    arrays[f"{key}_filled"] = np.asarray(r["filled"], bool)
     arrays[f"{key}_frames"] = np.asarray(r["frames"], np.int64)
+    for name, a in _arrays(r).items():
+      arrays[f"{key}_{name}"] = a
   path = Path(path)
   with open(path, "wb") as f:
     np.savez(f, **arrays)
@@ -175,16 +177,16 @@ def save_npz(path: str | os.PathLike, results: list[dict], *, fps: float | None,
 
 def save_json(path: str | os.PathLike, results: list[dict], *, fps: float | None,
               image_size) -> Path:
-  doc = {"format": export.FORMAT_TAG, "joint_names": list(formats.H36M_JOINT_NAMES),
-         "parents": list(formats.H36M_PARENTS), "coordinates": export.COORDINATES,
-         "units": "m", "fps": float(fps) if fps else None,
-         "image_size": [int(v) for v in image_size] if image_size else None, "tracks": []}
-  for r in results:
-    rows = [{"frame": int(f), "pose_3d": np.round(p, 6).tolist(),
-             "keypoints_2d": np.round(k, 3).tolist(),
-             "filled_joints": np.flatnonzero(m).tolist()}
-            for f, p, k, m in zip(r["frames"], r["poses_3d"], r["keypoints_2d"], r["filled"])]
-    doc["tracks"].append({"track_id": r["track"], "frames": rows})
+  """The same as JSON: ``{..., "tracks": [{"track_id", "frames": [rows of
+  `export.frame_rows`]}]}``."""
+  doc = export.header(fps, image_size)
+  doc["tracks"] = [{"track_id": r["track"], "frames": export.frame_rows(r["frames"], _arrays(r))}
+                   for r in results]
   path = Path(path)
   path.write_text(json.dumps(doc, separators=(",", ":")))
   return path
+
+
+def _arrays(result: dict) -> dict:
+  rest = {k: v for k, v in result.items() if k not in ("track", "frames")}
+  return export.result_arrays(**rest)

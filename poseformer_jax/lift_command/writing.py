@@ -1,0 +1,120 @@
+"""The lifting command's outputs: planned before any work (`plan_outputs`), written at the end.
+
+A result is one person's dict of per-frame arrays (``frames``, ``poses_3d``,
+``keypoints_2d``, ``filled``, ``low_confidence``, any further array such as a
+root trajectory) and its ``track`` id. One person's results go to
+`poseformer_jax.video.export` (npz, JSON), `poseformer_jax.video.bvh` and
+`poseformer_jax.video.render`; several people's, keyed by track, to
+`poseformer_jax.video.tracks` (npz, JSON) and one BVH per track. Every file is
+written under a temporary name (`poseformer_jax.cli.Outputs`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from poseformer_jax import view
+from poseformer_jax.cli import Outputs
+from poseformer_jax.errors import DataError
+from poseformer_jax.lift_command.inputs import Clip, Source
+from poseformer_jax.lift_command.summary import Summary
+from poseformer_jax.video import bvh, export, formats, render, tracks
+
+SUFFIXES = {"output": (".npz",), "json": (".json",), "bvh": (".bvh",),
+            "save_keypoints": (".npz",), "render": (".mp4", ".gif"), "gif": (".gif",),
+            "contact_sheet": (".png",), "html": (".html",)}
+_NOT_ARRAYS = ("track", "frames")
+
+
+def plan_outputs(opts, src: Source) -> Outputs:
+  """Outputs with their defaults (see `poseformer_jax.lift_command.main.USAGE`), checked."""
+  out = Outputs(opts.overwrite, SUFFIXES)
+  detected = src.kind in ("video", "camera")
+  if opts.save_keypoints and not detected:
+    raise DataError("--save-keypoints is for detections (a video or --webcam input)")
+  if detected:
+    named = opts.output or opts.render
+    prefix = Path(named).with_suffix("") if named else Path(f"{src.stem}_3d")
+    defaults = {"output": f"{prefix}.npz", "json": f"{prefix}.json", "bvh": f"{prefix}.bvh",
+                "save_keypoints": prefix.parent / f"{src.stem}_mediapipe33.npz"}
+  else:
+    defaults = {"output": f"{src.stem}_3d.npz"}
+  for flag in SUFFIXES:
+    value = getattr(opts, flag) or defaults.get(flag)
+    if value:
+      out.add(flag, value)
+  return out
+
+
+def plan_people(opts, out: Outputs, clip: Clip) -> None:
+  """Outputs that depend on who was found: one BVH per track (``NAME_track<id>.bvh``)."""
+  if not clip.tracked:
+    return
+  ids = [p.id for p in clip.people]
+  for flag in ("render", "gif", "contact_sheet", "save_keypoints"):
+    if flag in out.paths:
+      raise DataError(f"--{flag.replace('_', '-')}: not for several people at once; pick "
+                      f"one with --person ID (tracks: {', '.join(ids)})")
+  if "bvh" in out.paths:
+    base = out.paths.pop("bvh")
+    for i in ids:
+      out.add(f"bvh_{i}", base.with_name(f"{base.stem}_track{i}{base.suffix}"), (".bvh",))
+
+
+def arrays(result: dict) -> dict:
+  """The per-frame arrays of a result (all but its track id and frame numbers)."""
+  return {k: v for k, v in result.items() if k not in _NOT_ARRAYS}
+
+
+def write(opts, out: Outputs, clip: Clip, results: list[dict], summary: Summary) -> None:
+  """Every planned output, under temporary names (`Outputs.commit` renames them)."""
+  p = out.paths
+  meta = dict(fps=clip.fps, image_size=clip.size)
+  with summary.stage("export"):
+    if clip.tracked:
+      tracks.save_npz(out.tmp("output"), results, **meta)
+      if "json" in p:
+        tracks.save_json(out.tmp("json"), results, **meta)
+      for r in results:
+        if f"bvh_{r['track']}" in p:
+          bvh.write_bvh(out.tmp(f"bvh_{r['track']}"), r["poses_3d"], clip.fps)
+    else:
+      r = results[0]
+      first = int(r["frames"][0])
+      export.save_npz(out.tmp("output"), **arrays(r), **meta, first_frame=first)
+      if "json" in p:
+        export.save_json(out.tmp("json"), **arrays(r), **meta, first_frame=first)
+      if "bvh" in p:
+        bvh.write_bvh(out.tmp("bvh"), r["poses_3d"], clip.fps)
+    if "save_keypoints" in p and clip.detections is not None:
+      d = clip.detections
+      formats.save_keypoints(out.tmp("save_keypoints"), d["keypoints"], d["scores"],
+                             d["detected"], width=clip.size[0], height=clip.size[1],
+                             fps=clip.fps, layout=d["layout"])
+  if not clip.tracked:
+    _render(opts, out, clip, results[0], summary)
+  if "html" in p:  # the viewer page of the npz just written
+    with summary.stage("html"):
+      view.write_html(out.tmp("html"), out.tmp("output"), video=clip.video,
+                      title=f"{p['output'].stem} (3D poses)", progress=not opts.no_progress)
+  if clip.tracked:
+    summary.facts.append("lifted " + ", ".join(
+        f"track {r['track']} ({len(r['frames'])} frames, {int(r['filled'].any(-1).sum())} "
+        "filled)" for r in results))
+
+
+def _render(opts, out: Outputs, clip: Clip, r: dict, summary: Summary) -> None:
+  p = out.paths
+  first = int(r["frames"][0])
+  marks = dict(filled=r["filled"], low_confidence=r["low_confidence"])
+  videos = [out.tmp(k) for k in ("render", "gif") if k in p]
+  if videos:
+    with summary.stage("render", len(r["poses_3d"])):
+      render.render_video(clip.video, r["keypoints_2d"], r["poses_3d"], videos, clip.fps,
+                          image_size=clip.size, progress=not opts.no_progress,
+                          first_frame=first, **marks)
+  if "contact_sheet" in p:
+    with summary.stage("render"):
+      render.contact_sheet(clip.video, r["keypoints_2d"], r["poses_3d"],
+                           out.tmp("contact_sheet"), image_size=clip.size, first_frame=first,
+                           **marks)
