@@ -1,8 +1,19 @@
-"""Shared pytest fixtures. Keep each fixture small, documented and session-scoped where it writes files."""
+"""Shared pytest fixtures and helpers. Keep each fixture small, documented and session-scoped
+where it writes files.
+
+Optional dependencies (torch, tensorflow, onnx, mediapipe, a browser, ...) are asked for with
+`require` / `require_executable`, never with ``pytest.importorskip``: on a user's machine a
+missing one skips with its reason, but under ``CI=true`` (as `.ci/run` sets) it fails the run,
+so a broken install cannot make the parity tests vanish. The ``../shared/data`` skips stay.
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
+import shutil
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -11,6 +22,38 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"   # ../shared/data relative t
 
 # Small synthetic Human3.6M: 2 train + 2 test subjects, 2 actions each, 120 frames, 4 cameras.
 SYNTHETIC_H36M = dict(subjects=("S1", "S5", "S9", "S11"), actions_per_subject=2, frames=120, seed=0)
+
+
+def in_ci() -> bool:
+  """Whether the environment variable ``CI`` is set to a true value (``true``, ``1``, ...)."""
+  return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def missing(reason: str):
+  """A test cannot run for want of `reason`: skip it (also from module level), or under
+  ``CI=true`` fail it (at collection when called from module level)."""
+  if in_ci():
+    pytest.fail(f"{reason} [CI=true: optional dependencies are required]", pytrace=False)
+  pytest.skip(reason, allow_module_level=True)
+
+
+def require(module: str, hint: str = "make install-test") -> ModuleType:
+  """The imported `module`, or a skip (a failure under ``CI=true``) naming it and `hint`."""
+  try:
+    return importlib.import_module(module)
+  except ImportError as e:
+    error = e
+  missing(f"{module} is not importable ({error}); {hint}")
+
+
+def require_executable(*names: str, hint: str = "") -> str:
+  """The path of the first of `names` (a command on PATH or a path) that is an executable
+  file, or a skip (a failure under ``CI=true``) naming them and `hint`."""
+  for name in names:
+    found = shutil.which(name)
+    if found:
+      return found
+  missing(f"no executable {' or '.join(names)}" + (f"; {hint}" if hint else ""))
 
 
 @pytest.fixture(scope="session")

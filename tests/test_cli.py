@@ -18,6 +18,8 @@ import convert_torch_weights
 from poseformer_jax import flops, load_checkpoint
 from poseformer_jax.data import prepare_h36m, synthetic, synthetic_3dhp
 
+from conftest import require
+
 REPO = Path(__file__).resolve().parent.parent
 MAINS = {"convert": convert_torch_weights.main, "prepare": prepare_h36m.main,
          "synthetic": synthetic.main, "synthetic_3dhp": synthetic_3dhp.main, "flops": flops.main}
@@ -59,7 +61,7 @@ def test_bad_command_lines_are_one_line(name, args, needle, capsys, tmp_path, mo
 
 def test_convert_runs_from_any_directory(tmp_path):
   """The default --config is the repository's configs/h36m.py, not ./configs/h36m.py."""
-  pytest.importorskip("torch")
+  require("torch")
   from torch_checkpoints import random_reference, save_official
   save_official(random_reference(27, 1, 3), tmp_path / "ck.bin")
   elsewhere = tmp_path / "elsewhere"

@@ -16,6 +16,8 @@ import pytest
 from poseformer_jax.data import cameras, dataset, h36m, prepare_h36m, safe_npz, selection, skeleton
 from poseformer_jax.errors import ConfigError, DataError
 
+from conftest import require
+
 RNG = np.random.default_rng(0)
 
 
@@ -282,7 +284,7 @@ def test_prepare_h36m_cli(tmp_path, synthetic_h36m_root):
 # ------------------------------------------------------------------ TFDS builder
 
 def test_tfds_builder_matches_load_sequences(tmp_path, h36m_data_cfg, synthetic_h36m_root):
-  tfds = pytest.importorskip("tensorflow_datasets")
+  tfds = require("tensorflow_datasets")
   from poseformer_jax.data import tfds_h36m
   builder = tfds_h36m.Human36m(config="cpn_ft_h36m_dbb", data_dir=str(tmp_path / "tfds"))
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(

@@ -9,7 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from conftest import require  # noqa: E402
+
+torch = require("torch")
 
 import convert_torch_weights  # noqa: E402
 from poseformer_jax import config_lib, evaluation  # noqa: E402

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -11,7 +9,7 @@ from poseformer_jax import export
 from poseformer_jax.lifter import Lifter
 from test_lift_wild import write_checkpoint
 
-HAS_ONNX = all(importlib.util.find_spec(m) for m in ("jax2onnx", "onnx", "onnxruntime"))
+from conftest import require
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +34,10 @@ def _reference(lifter, x):
   return out
 
 
-@pytest.mark.skipif(not HAS_ONNX, reason="jax2onnx/onnx/onnxruntime not installed "
-                    "(pip install -e '.[export]')")
 def test_onnx_runs_in_onnxruntime_like_jax(lifter, tmp_path):
-  import onnx
-  import onnxruntime as ort
+  require("jax2onnx", "pip install -e '.[export]'")
+  onnx = require("onnx", "pip install -e '.[export]'")
+  ort = require("onnxruntime", "pip install -e '.[export]'")
   path = tmp_path / "m.onnx"
   export.export_onnx(lifter, path)
   model = onnx.load(str(path))

@@ -35,6 +35,8 @@ from poseformer_jax.data import h36m, mpi_inf_3dhp, safe_npz, synthetic_3dhp
 from poseformer_jax.errors import PoseFormerError
 from poseformer_jax.video import formats
 
+from conftest import require
+
 REPO = Path(__file__).resolve().parent.parent
 
 TINY_MODEL = {"num_frames": 9, "kept_frames": 3, "kept_coeffs": 3, "embed_dim_ratio": 8,
@@ -386,7 +388,7 @@ def test_lift_image_size_zero_in_file_names_the_file(tmp_path, keypoint_file):
 
 @pytest.mark.slow
 def test_convert_and_prepare_cli_hostile_inputs(synthetic_h36m_root, tmp_path):
-  import torch
+  torch = require("torch")
   marker = tmp_path / "PWNED"
   good = tmp_path / "good.pth"
   torch.save({"model_pos": {"w": torch.zeros(3)}}, good)
@@ -591,7 +593,7 @@ def test_fuzz_json_keypoint_loaders(tmp_path):
 
 
 def test_fuzz_torch_reader(tmp_path):
-  import torch
+  torch = require("torch")
   rng = np.random.default_rng(7)
   good = tmp_path / "good.pth"
   torch.save({"model_pos": {"a.weight": torch.randn(4, 3), "b": torch.arange(5)},
@@ -660,7 +662,7 @@ def test_fuzz_damaged_checkpoint_dirs(tiny_ckpt, tmp_path):
 # -- 5. security: no pickled code runs ---------------------------------------------------
 
 def test_no_loader_runs_pickled_code(tmp_path):
-  import torch
+  torch = require("torch")
   marker = tmp_path / "PWNED"
   evil = Evil(marker)
   arr = np.zeros((2, 32, 3))

@@ -8,7 +8,6 @@ are absent).
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, SHARED_DATA
+from conftest import REPO_ROOT, SHARED_DATA, require
 from poseformer_jax import config_lib
 from poseformer_jax import model as model_lib
 from poseformer_jax.checkpoint import save_params
@@ -30,10 +29,16 @@ from poseformer_jax.video import detect, formats, tracks
 lift_module = importlib.import_module("poseformer_jax.lift_command.main")
 VIDEO_DIR = SHARED_DATA / "video"
 CLIPS = {"skater.mp4": (1280, 720), "ntu_S001C001P001R001A001.avi": (1920, 1080)}
-HAS_MEDIAPIPE = importlib.util.find_spec("mediapipe") is not None
-needs_mediapipe = pytest.mark.skipif(not HAS_MEDIAPIPE, reason="mediapipe not installed "
-                                     "(make install-detect)")
 needs_videos = pytest.mark.skipif(not VIDEO_DIR.is_dir(), reason=f"no clips at {VIDEO_DIR}")
+
+
+@pytest.fixture
+def mediapipe():
+  """MediaPipe, or a skip (a failure under CI=true) with the install command."""
+  return require("mediapipe", "make install-detect")
+
+
+needs_mediapipe = pytest.mark.usefixtures("mediapipe")
 
 
 def write_checkpoint(directory: Path, num_frames: int = 27) -> Path:

@@ -9,6 +9,8 @@ import pytest
 from poseformer_jax import config_lib, cpu_tuning, dct
 from poseformer_jax import model as model_lib
 
+from conftest import require
+
 
 def _dct_loop(x):
   n = len(x)
@@ -27,7 +29,7 @@ def test_dct_matches_definition_and_inverts(n):
 
 
 def test_dct_matches_torch_reference_formula():
-  torch = pytest.importorskip("torch")
+  torch = require("torch")
   from torch_reference import dct_ii, idct_ii
   x = np.random.default_rng(0).normal(size=(5, 243))
   ours = x @ dct.dct_matrix(243, np.float64).T

@@ -10,7 +10,9 @@ import jax
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from conftest import require  # noqa: E402
+
+torch = require("torch")
 
 import convert_torch_weights  # noqa: E402  (root entry point)
 from poseformer_jax import load_checkpoint  # noqa: E402

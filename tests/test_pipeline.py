@@ -11,7 +11,7 @@ import pytest
 from poseformer_jax.data import dataset, pipeline, skeleton
 from poseformer_jax.errors import ConfigError
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, require
 
 F = 27
 G = 64   # 2 subjects x 2 actions x 4 cameras x 120 frames x 2 (flip) = 3840 = 60 x 64
@@ -131,7 +131,7 @@ def test_per_process_sharding(train_data):
 
 
 def test_tf_and_numpy_backends_identical(train_data):
-  pytest.importorskip("tensorflow")
+  require("tensorflow")
   for kw in (dict(), dict(process_index=1, process_count=2, flip=False)):
     tfp, npp = make(train_data, backend="tf", **kw), make(train_data, backend="numpy", **kw)
     got_tf, got_np = list(tfp.epoch(5, start_step=7)), list(npp.epoch(5, start_step=7))

@@ -20,7 +20,7 @@ from poseformer_jax.video import render
 from poseformer_jax.view import command, page
 from view_fixtures import arm_clip, floats, page_data, project, write_single, write_tracks
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, require
 
 
 def test_to_viewer_is_a_rotation_with_y_up():
@@ -169,7 +169,7 @@ def test_page_is_self_contained(tmp_path):
 
 
 def test_show_displays_an_iframe_in_ipython(monkeypatch):
-  pytest.importorskip("IPython")
+  require("IPython")
   import IPython
   import IPython.display
   with pytest.raises(DataError, match="Jupyter"):

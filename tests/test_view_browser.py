@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib
 import io
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ import pytest
 from poseformer_jax import view
 from view_fixtures import arm_clip, write_single, write_tracks
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, require, require_executable
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader",
                  "--disable-background-networking", "--disable-component-update",
@@ -33,23 +32,13 @@ LEFT_LIMBS = ((11, 12), (12, 13), (4, 5), (5, 6))  # (parent, child) joints
 RIGHT_LIMBS = ((14, 15), (15, 16), (1, 2), (2, 3))
 
 
-def _missing(reason: str):
-  """Skips (fails under CI=true, where .ci/run provides the browser)."""
-  if os.environ.get("CI", "").lower() == "true":
-    pytest.fail(reason)
-  pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def chromium():
-  """(Playwright's chromium launcher, the system's chromium executable); one per module."""
-  try:
-    sync_api = importlib.import_module("playwright.sync_api")
-  except ImportError:
-    _missing("playwright is not installed (pip install -e '.[test]')")
-  exe = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-  if exe is None:
-    _missing("no chromium on PATH (Debian: apt-get install chromium)")
+  """(Playwright's chromium launcher, the system's chromium executable); one per module.
+  Skips without them (fails under CI=true, where .ci/run provides the browser)."""
+  sync_api = require("playwright.sync_api", "pip install -e '.[test]'")
+  exe = require_executable(*filter(None, [os.environ.get("CHROMIUM")]), "chromium",
+                           "chromium-browser", hint="Debian: apt-get install chromium")
   with sync_api.sync_playwright() as p:
     yield p.chromium, exe
 
