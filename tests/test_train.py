@@ -19,11 +19,14 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 import pytest
 
 from poseformer_jax import checkpoint, config_lib, logging_lib, train_lib, train_step
 from poseformer_jax.errors import ConfigError
+
+from conftest import require
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -121,20 +124,53 @@ def test_learning_rate_is_staircase_per_epoch():
                              rtol=1e-6)
 
 
-def test_adamw_matches_torch_formula_with_decay_on_every_parameter():
-  """One AdamW step equals torch.optim.AdamW's update (decoupled decay, bias correction)."""
+def _torch_lr(t, step: int, steps_per_epoch: int) -> float:
+  """The learning rate of global step `step` (0-based), written out independently of optax:
+  upstream's ``lr *= lr_decay`` after every epoch, or a linear warm-up then a cosine."""
+  if t.schedule == "exponential":
+    return t.learning_rate * t.lr_decay ** (step // steps_per_epoch)
+  total, warm = steps_per_epoch * t.epochs, t.warmup_steps
+  if step < warm:
+    return t.learning_rate * step / warm
+  end = t.learning_rate * t.end_lr_ratio
+  return end + (t.learning_rate - end) * (1 + np.cos(np.pi * (step - warm) / (total - warm))) / 2
+
+
+@pytest.mark.parametrize("schedule", ["exponential", "warmup_cosine"])
+def test_adamw_matches_torch_over_several_steps(schedule):
+  """Ten steps of the project's optimizer = torch.optim.AdamW with the config's betas, eps and
+  weight decay, its learning rate set per step by the schedule. Gradients change scale from
+  step to step (and one entry is always zero), so both moments and their bias corrections
+  matter; on step 1 alone they cancel."""
+  torch = require("torch")
   t = config_lib.base_config().train
-  tx = train_step.make_optimizer(t, steps_per_epoch=5)
-  params = {"w": np.array([1.0, -2.0, 0.5], np.float32), "b": np.array([3.0], np.float32)}
-  grads = {"w": np.array([0.1, 0.0, -0.3], np.float32), "b": np.array([0.0], np.float32)}
-  updates, _ = tx.update(grads, tx.init(params), params)
-  lr, wd, b1, b2, eps = 1e-4, 0.1, 0.9, 0.999, 1e-8
+  t.learning_rate, t.lr_decay, t.epochs, t.schedule, t.warmup_steps = 1e-2, 0.5, 4, schedule, 3
+  steps_per_epoch, steps = 3, 10
+  tx = train_step.make_optimizer(t, steps_per_epoch=steps_per_epoch)
+  rng = np.random.default_rng(0)
+  params = {"w": rng.normal(size=(4, 3)).astype(np.float32),
+            "b": rng.normal(size=(3,)).astype(np.float32)}
+  mine = {k: jax.numpy.asarray(v) for k, v in params.items()}
+  theirs = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+  opt = torch.optim.AdamW(list(theirs.values()), lr=t.learning_rate,
+                          betas=(t.adam_b1, t.adam_b2), eps=t.adam_eps,
+                          weight_decay=t.weight_decay)
+  state = tx.init(mine)
+  for step in range(steps):
+    grads = {k: (rng.normal(size=v.shape) * 10.0 ** rng.uniform(-2, 1)).astype(np.float32)
+             for k, v in params.items()}
+    grads["w"][0, 0] = 0.0
+    updates, state = tx.update(grads, state, mine)
+    mine = optax.apply_updates(mine, updates)
+    for k, p in theirs.items():
+      p.grad = torch.from_numpy(grads[k])
+    opt.param_groups[0]["lr"] = _torch_lr(t, step, steps_per_epoch)
+    opt.step()
+  moved = max(np.abs(theirs[k].detach().numpy() - params[k]).max() for k in params)
+  assert moved > 1e-2  # the steps did move the parameters
   for k in params:
-    p, g = params[k].astype(np.float64), grads[k].astype(np.float64)
-    m_hat = (1 - b1) * g / (1 - b1)
-    v_hat = (1 - b2) * g * g / (1 - b2)
-    want = p * (1 - lr * wd) - lr * m_hat / (np.sqrt(v_hat) + eps)
-    np.testing.assert_allclose(params[k] + np.asarray(updates[k]), want, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(mine[k]), theirs[k].detach().numpy(), rtol=0,
+                               atol=1e-6, err_msg=k)
 
 
 def test_half_deleted_old_steps_are_pruned_but_never_the_newest(tmp_path):
