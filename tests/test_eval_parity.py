@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import require  # noqa: E402
+from conftest import require
 
 torch = require("torch")
 
