@@ -173,7 +173,7 @@ def _bad_3d(kind, src_root, root: Path) -> tuple[Path, str]:
   if kind == "truncated":
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    return path, "npz"
+    return path, "not a readable .npz"
   if kind == "wrong_pickled_type":
     save_object_npz(path, positions_3d=[1, 2, 3])
     return path, "positions_3d"
@@ -322,7 +322,8 @@ def test_eval_cli_bad_checkpoint_keeps_existing_output(kind, tiny_ckpt, syntheti
   out = run_cli(["eval.py", "--config=configs/h36m.py", f"--checkpoint={path}",
                  f"--output={output}", f"--config.data.root={synthetic_h36m_root}",
                  *[f"--config.{k}={v}" for k, v in DATA_ARGS.items()]])
-  assert_one_line_error(out, path, "parameters" if kind == "other_architecture" else "")
+  assert_one_line_error(out, path, "parameters do not fit the stored architecture"
+                        if kind == "other_architecture" else "cannot read parameters")
   assert output.read_text() == '{"previous": true}'
 
 
@@ -351,13 +352,13 @@ def test_lift_cli_hostile_inputs(tiny_ckpt, synthetic_h36m_root, keypoint_file, 
       (["--keypoints", str(keypoint_file), "--format", "mediapipe33",
         "--checkpoint", str(tiny_ckpt)], [keypoint_file, "shape"]),          # wrong format
       (["--keypoints", str(garbage), "--format", "coco17",
-        "--checkpoint", str(tiny_ckpt)], [garbage]),                          # wrong layout
+        "--checkpoint", str(tiny_ckpt)], [garbage, "expected 34 or 51"]),     # wrong layout
       (["--keypoints", str(keypoint_file), "--format", "coco17", "--image-size", "0,0",
         "--checkpoint", str(tiny_ckpt)], ["image size"]),                     # size zero (flag)
       (["--keypoints", str(zero), "--format", "coco17",
         "--checkpoint", str(tiny_ckpt)], ["image size"]),                     # size zero (file)
       (["--keypoints", str(keypoint_file), "--format", "coco17",
-        "--checkpoint", str(bad_ckpt)], [bad_ckpt]),                          # truncated ckpt
+        "--checkpoint", str(bad_ckpt)], [bad_ckpt, "cannot read parameters"]),  # truncated
       (["--keypoints", str(keypoint_file), "--format", "coco17",
         "--checkpoint", str(other)], [other, "parameters"]),                  # other architecture
   ]
@@ -402,7 +403,8 @@ def test_convert_and_prepare_cli_hostile_inputs(synthetic_h36m_root, tmp_path):
   existing.mkdir()
   (existing / "keep.txt").write_text("previous")
   for path, needle in [(truncated, "truncated"), (evil, "posix.system"),
-                       (random_bytes, ""), (good, "")]:
+                       (random_bytes, "not a PyTorch checkpoint"),
+                       (good, "not a PoseFormerV2 checkpoint (missing Spatial_pos_embed")]:
     out = run_cli(["convert_torch_weights.py", f"--input={path}", "--frames=27",
                    f"--output={tmp_path / 'new_out'}"])
     assert_one_line_error(out, path, needle)
