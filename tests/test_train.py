@@ -248,7 +248,6 @@ def test_training_lowers_loss_and_writes_outputs(baseline):
   assert [r["epoch"] for r in epochs] == [1, 2]
   assert all(r["val_p1"] > 0 and r["val_p2"] > 0 and r["lr"] > 0 for r in epochs)
   assert epochs[1]["lr"] == pytest.approx(0.9 * epochs[0]["lr"])
-  assert list((Path(workdir) / "tensorboard").glob("events.out.tfevents.*"))
   # checkpoints/ keeps the latest 2 epoch checkpoints; best/ one; both load as models.
   assert sorted(int(p.name) for p in (Path(workdir) / "checkpoints").iterdir()
                 if p.name.isdigit()) == [12, 24]
@@ -258,6 +257,32 @@ def test_training_lowers_loss_and_writes_outputs(baseline):
   assert (Path(workdir) / "best" / str(best_step)).is_dir()
   _, final_params, _ = checkpoint.load_checkpoint(Path(workdir) / "checkpoints")
   assert params_equal(final_params, result.state.params)
+
+
+def test_tensorboard_scalars_are_the_run_s_numbers(baseline):
+  """The event files hold the per-step loss every train.log_every_steps (4) steps and the
+  epoch records' loss, learning rate, throughput and validation errors at each epoch's end."""
+  ea = require("tensorboard.backend.event_processing.event_accumulator")
+  config, workdir, result = baseline
+  acc = ea.EventAccumulator(str(Path(workdir) / "tensorboard"), size_guidance={ea.SCALARS: 0})
+  acc.Reload()
+  got = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+  assert set(got) == {"train/step_loss_mm", "train/grad_norm", "train/loss_mm", "train/lr",
+                      "train/samples_per_s", "val/p1_mm", "val/p2_mm"}
+  losses = np.asarray(result.losses) * 1000.0  # per step, metres -> mm
+  steps, values = zip(*got["train/step_loss_mm"])
+  assert list(steps) == [4, 8, 12, 16, 20, 24]
+  np.testing.assert_allclose(values, losses[np.array(steps) - 1], rtol=1e-6)
+  assert all(v > 0 for _, v in got["train/grad_norm"]) and len(got["train/grad_norm"]) == 6
+  epochs = logging_lib.read_log(workdir, "epoch")
+  for tag, key in (("train/loss_mm", "train_loss_mm"), ("train/lr", "lr"),
+                   ("train/samples_per_s", "samples_per_s"), ("val/p1_mm", "val_p1"),
+                   ("val/p2_mm", "val_p2")):
+    np.testing.assert_allclose(got[tag], [(r["step"], r[key]) for r in epochs], rtol=1e-6,
+                               err_msg=tag)
+  # The epoch loss is the mean of its steps' losses; the second epoch's rate is 0.9 x.
+  np.testing.assert_allclose(got["train/loss_mm"][0][1], losses[:12].mean(), rtol=1e-5)
+  assert got["train/lr"][1][1] == pytest.approx(0.9 * config.train.learning_rate)
 
 
 def test_interrupted_run_resumes_bitwise(baseline, tmp_path):
