@@ -243,26 +243,6 @@ def test_poseformer_jax_command(capsys):
 
 # --- hostile inputs -----------------------------------------------------------------------------
 
-def test_fuzz_track_records(tmp_path):
-  """Random person records: each file reads or raises a DataError, nothing else."""
-  rng = np.random.default_rng(0)
-  values = [None, 1, -3, 2.5, "x", "12.jpg", [], {}, [1, 2], [[1, 2, 3]] * 17, [1.0] * 51,
-            [1.0] * 34, True, {"a": 1}]
-  keys = ["image_id", "frame", "frame_id", "keypoints", "track_id", "idx", "keypoint_scores"]
-  path = tmp_path / "f.json"
-  for _ in range(400):
-    record = {k: values[rng.integers(len(values))] for k in keys if rng.random() < 0.5}
-    doc = ([record] * int(rng.integers(1, 4)) if rng.random() < 0.8 else
-           {"instance_info": [{"frame_id": values[rng.integers(len(values))],
-                               "instances": [record]}]})
-    path.write_text(json.dumps(doc))
-    for fmt in ("coco17", "mediapipe33"):
-      try:
-        tracks.read_tracks(path, fmt)
-      except DataError:
-        pass
-
-
 @pytest.mark.slow
 def test_hostile_inputs_one_line_errors_nothing_written(tmp_path, ckpt_dir):
   bad_video = tmp_path / "broken.mp4"

@@ -106,7 +106,7 @@ def _parse_record(record, path: Path, i: int, fmt: str):
   track = record.get("track_id", record.get("idx"))
   if isinstance(track, list):  # AlphaPose writes idx as [n] in some versions
     track = track[0] if len(track) == 1 else None
-  track = None if track is None else _safe_id(track)
+  track = None if track is None else _safe_id(track, f"{path}: record {i}: ")
   try:
     arr = np.asarray(record["keypoints"], np.float64)
   except (TypeError, ValueError):
@@ -129,10 +129,10 @@ def _parse_record(record, path: Path, i: int, fmt: str):
   return int(frame), track, arr[:, :2], scores
 
 
-def _safe_id(track) -> str:
+def _safe_id(track, where: str = "") -> str:
   text = str(track).strip()
   if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
-    raise DataError(f"track id {text!r}: use letters, digits, '_', '-' or '.'")
+    raise DataError(f"{where}track id {text!r}: use letters, digits, '_', '-' or '.'")
   return text
 
 
