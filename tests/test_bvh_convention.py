@@ -1,12 +1,12 @@
 """BVH conventions checked against hand-derived values, not only against our own reader.
 
-`test_video.py` writes a BVH and reads it back with `export.read_bvh_positions`; an axis
+`test_video.py` writes a BVH and reads it back with `bvh.read_bvh_positions`; an axis
 or sign error made the same way on both sides would pass there. Here:
 
 * a hand-written BVH file (the format's rules: channels compose in the order listed,
   right-handed rotations in degrees, a child at parent + R_parent @ OFFSET) is read by
-  `export.read_bvh`, and its joint positions are the ones worked out by hand;
-* `export.write_bvh` is given a hand-made Human3.6M T-pose (camera space, metres: x right,
+  `bvh.read_bvh`, and its joint positions are the ones worked out by hand;
+* `bvh.write_bvh` is given a hand-made Human3.6M T-pose (camera space, metres: x right,
   y down, z away from the camera; a person facing the camera has their left at +x) and
   moves with known answers, and the file's own text is parsed here: the root channel is
   the pelvis in BVH axes (x, -y, -z), OFFSETs are the T-pose bones (person's left = +X,
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from poseformer_jax.video import export
+from poseformer_jax.video import bvh
 
 HAND_WRITTEN = """\
 HIERARCHY
@@ -65,7 +65,7 @@ HAND_POSITIONS = [
 def test_reader_on_a_hand_written_file(tmp_path):
   path = tmp_path / "hand.bvh"
   path.write_text(HAND_WRITTEN)
-  names, pos, frame_time = export.read_bvh(path)
+  names, pos, frame_time = bvh.read_bvh(path)
   assert names == ["hips", "chest", "hand"] and frame_time == 0.04
   np.testing.assert_allclose(pos, np.array(HAND_POSITIONS, float), atol=1e-9)
 
@@ -122,7 +122,7 @@ def _parse(text: str):
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
   path = tmp_path_factory.mktemp("bvh") / "t.bvh"
-  export.write_bvh(path, _frames(), fps=25)
+  bvh.write_bvh(path, _frames(), fps=25)
   return _parse(path.read_text())
 
 

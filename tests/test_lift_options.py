@@ -19,11 +19,12 @@ import pytest
 
 from poseformer_jax.checkpoint import load_checkpoint
 from poseformer_jax.data import cameras
-from poseformer_jax.lift import Lifter, lift
-from poseformer_jax.video import formats, pipeline
+from poseformer_jax.lift_command import pipeline
+from poseformer_jax.lifter import Lifter, lift
+from poseformer_jax.video import formats
 from test_lift_wild import write_checkpoint
 
-lift_module = importlib.import_module("poseformer_jax.lift")
+lift_module = importlib.import_module("poseformer_jax.lift_command.main")
 SIZE = (640, 480)
 
 
