@@ -1,6 +1,7 @@
 """Evaluates a checkpoint with the standard protocol and prints the per-action table.
 
     python eval.py --config=configs/h36m.py:243_27_27 --checkpoint=DIR [--output=results.json]
+    python eval.py --config=configs/h36m_trajectory.py --trajectory_baseline=pinhole
 
 The model architecture comes from the checkpoint; the config supplies the data
 and the protocol, and any field can be overridden, e.g.
@@ -30,6 +31,10 @@ _CONFIG = config_flags.DEFINE_config_file(
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "Checkpoint directory (training workdir, manager dir or step dir).")
 _OUTPUT = flags.DEFINE_string("output", None, "Write the results as JSON here.")
+_BASELINE = flags.DEFINE_enum(
+    "trajectory_baseline", None, ["pinhole"],
+    "Score a no-learning root trajectory instead of a checkpoint: 'pinhole' (depth from the "
+    "2D skeleton's size, calibrated on config.data.subjects_train).")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show tracebacks of errors.")
 
 
@@ -38,13 +43,16 @@ def main(argv=None) -> int:
   config, status = cli.config_or_exit(argv, _CONFIG)
   if config is None:
     return status
-  if not _CHECKPOINT.value:
+  if not _CHECKPOINT.value and not _BASELINE.value:
     return cli.fail("--checkpoint is required")
   if not _VERBOSE.value:
     logging.set_verbosity(logging.WARNING)  # orbax/jax INFO chatter
   try:
     host_memory.configure(config.host_memory)  # before JAX starts its backend
-    results = evaluation.run_eval(config, _CHECKPOINT.value, output=_OUTPUT.value)
+    if _BASELINE.value:
+      results = evaluation.run_baseline(config, _BASELINE.value, output=_OUTPUT.value)
+    else:
+      results = evaluation.run_eval(config, _CHECKPOINT.value, output=_OUTPUT.value)
   except PoseFormerError as e:
     if _VERBOSE.value:
       traceback.print_exc()

@@ -34,6 +34,7 @@ def model_config(frames: int = 27, kept_frames: int = 3, kept_coeffs: int = 3,
                  num_joints: int = 17) -> ml_collections.ConfigDict:
   """The `model` block: every architectural hyper-parameter of PoseFormerV2."""
   return ml_collections.ConfigDict(dict(
+      kind="pose",                # 'pose' (PoseFormerV2) | 'trajectory' (`trajectory.TrajectoryNet`)
       num_frames=frames,          # receptive field F
       kept_frames=kept_frames,    # f: centre frames fed to the spatial branch (odd)
       kept_coeffs=kept_coeffs,    # n: low-frequency DCT coefficients kept
@@ -69,6 +70,7 @@ def base_config() -> ml_collections.ConfigDict:
       flip_augment=True,                # mirrored copy of every training sample
       noise_std=0.0,                    # 2D input noise augmentation (normalised units, 0.01 = 5 px
                                         # at 1000 px): per-sample std uniform in [0, noise_std]
+      camera_rotation=(0.0, 0.0, 0.0),  # trajectory models: max random camera tilt/pan/roll, deg
       shuffle_seed=0,
       prefetch=2,
       backend="tf",                     # 'tf' (tf.data) or 'numpy' (no TensorFlow needed)

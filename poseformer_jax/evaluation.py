@@ -32,6 +32,7 @@ split and builds one. `evaluate` is the protocol over any predictor.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -43,9 +44,11 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from poseformer_jax import architectures
 from poseformer_jax import checkpoint
 from poseformer_jax import metrics
 from poseformer_jax import parallel
+from poseformer_jax import trajectory_baseline
 from poseformer_jax.data import dataset
 from poseformer_jax.errors import ConfigError, DataError
 from poseformer_jax.inference import Predictor
@@ -77,25 +80,84 @@ def make_predictor(model, params, info, *, batch_size: int = 1024, flip: bool = 
                              mesh=mesh, root_joint=None)
 
 
-def evaluate(predictor: Predictor, sequences, info, *, per_subject: bool = False,
+def make_trajectory_predictor(model, params, info, *, batch_size: int = 1024, flip: bool = True,
+                              mesh=None) -> Predictor:
+  """A Predictor of a trajectory model over rays: (T, J, 2) -> (T, 1, 3) camera-frame roots.
+
+  With `flip` the mirrored rays' root, its x negated, is averaged in."""
+  return Predictor(model, params, kps_left=info.kps_left, kps_right=info.kps_right,
+                   joints_left=(), joints_right=(), batch_size=batch_size, flip=flip,
+                   mesh=mesh, root_joint=None)
+
+
+def evaluate(predictor: Predictor | None, sequences, info, *, per_subject: bool = False,
              noise_std_px: float = 0.0, seed: int = 0, progress: bool = True,
-             max_frames: int = -1) -> dict:
+             max_frames: int = -1, trajectory: Predictor | None = None) -> dict:
   """Evaluates a predictor on test sequences. See the module docstring.
 
   Args:
-    predictor: a `Predictor` (usually from `make_predictor`).
+    predictor: a pose `Predictor` (usually from `make_predictor`); None scores
+      only the trajectory.
     sequences: list of `poseformer_jax.data.dataset.Sequence` with 3D ground truth.
     info: the `DatasetInfo` of the sequences (root joint, dataset name).
     per_subject: add a 'subjects' block.
-    noise_std_px: std of Gaussian noise added to the 2D input, in pixels of
-      each sequence's image (0: none); drawn from `seed`.
+    noise_std_px: std of Gaussian noise added to the pose model's 2D input, in
+      pixels of each sequence's image (0: none); drawn from `seed`.
     progress: show a progress bar (stderr).
     max_frames: > 0 keeps only the first `max_frames` frames of each sequence.
+    trajectory: a `Predictor` of a trajectory model (`make_trajectory_predictor`):
+      adds 'mrpe', 'mrpe_x', 'mrpe_y', 'mrpe_z' and, with a pose predictor,
+      'abs_mpjpe' (pose + root against the true camera-frame joints). Needs the
+      sequences' `rays_2d` and `root_3d`.
   Returns:
     the results dict (millimetres; PCK/AUC in percent), JSON-serialisable.
   """
   if not sequences:
     raise DataError("no test sequences to evaluate")
+  if predictor is None and trajectory is None:
+    raise ConfigError("nothing to evaluate: neither a pose nor a trajectory predictor")
+  inputs, targets, valids = _test_arrays(sequences, info, max_frames, noise_std_px, seed)
+  lengths = [len(x) for x in inputs]
+  seq_id = np.repeat(np.arange(len(inputs)), lengths)
+  valid = np.concatenate(valids)
+  mpi = is_mpi_inf_3dhp(info)
+  frame, seq_vel, pred = {}, np.full(len(inputs), np.nan), None
+  if predictor is not None:
+    pred = np.concatenate(_predict(predictor, inputs, progress))
+    target = np.concatenate(targets)
+    if mpi:
+      pred[:, info.root_joint] = 0.0
+    frame, step_err = metrics.frame_metrics(pred, target,
+                                           MPI_INF_3DHP_PCK_JOINTS if mpi else None)
+    seq_vel = metrics.sequence_mpjve(step_err, valid, seq_id, len(inputs))
+  if trajectory is not None:
+    rays, roots = _trajectory_arrays(sequences, lengths)
+    root_pred = np.concatenate(_predict(trajectory, rays, progress))[:, 0]
+    root_true = np.concatenate(roots)
+    frame.update(metrics.root_errors(root_pred, root_true))
+    if pred is not None:
+      frame["abs_mpjpe"] = metrics.absolute_mpjpe(pred, root_pred, np.concatenate(targets),
+                                                  root_true)
+
+  actions = [action_name(s.action) for s in sequences]
+  subjects = [s.subject for s in sequences]
+  keys = list(frame)
+  results = _summarise(frame, keys, valid, seq_id, seq_vel, actions,
+                       np.ones(len(sequences), bool))
+  if mpi and predictor is not None:
+    results["overall"] = _pool(frame, keys, valid, seq_vel, np.ones(len(valid), bool),
+                               seq_id, np.ones(len(sequences), bool))
+  if per_subject:
+    results["subjects"] = {}
+    for subject in dict.fromkeys(subjects):
+      chosen = np.array([x == subject for x in subjects])
+      results["subjects"][subject] = _summarise(frame, keys, valid, seq_id, seq_vel, actions,
+                                                chosen)
+  return results
+
+
+def _test_arrays(sequences, info, max_frames: int, noise_std_px: float, seed: int):
+  """The pose model's inputs, root-zeroed targets and valid masks of each sequence."""
   inputs, targets, valids = [], [], []
   rng = np.random.default_rng(seed)
   for s in sequences:
@@ -115,8 +177,24 @@ def evaluate(predictor: Predictor, sequences, info, *, per_subject: bool = False
     targets.append(y)
     valids.append(np.ones(len(x), bool) if s.valid is None
                   else np.asarray(s.valid[:end], bool))
+  return inputs, targets, valids
 
-  bar = _progress_bar(len(sequences), progress)
+
+def _trajectory_arrays(sequences, lengths) -> tuple[list, list]:
+  """Each sequence's rays (T, J, 2) and true roots (T, 3), cut to `lengths`."""
+  rays, roots = [], []
+  for s, n in zip(sequences, lengths):
+    if s.rays_2d is None or s.root_3d is None:
+      raise DataError(f"{s.subject} {s.action} camera {s.camera}: no camera rays / root "
+                      "positions to evaluate a trajectory with")
+    rays.append(np.asarray(s.rays_2d[:n], np.float32))
+    roots.append(np.asarray(s.root_3d[:n], np.float64))
+  return rays, roots
+
+
+def _predict(predictor: Predictor, inputs: list, progress: bool) -> list:
+  """`predictor.predict_sequences` under a progress bar over the sequences."""
+  bar = _progress_bar(len(inputs), progress)
   ends = np.cumsum([len(x) for x in inputs])
 
   def on_frames(done: int) -> None:
@@ -124,37 +202,10 @@ def evaluate(predictor: Predictor, sequences, info, *, per_subject: bool = False
       bar.update(int(np.searchsorted(ends, done, side="right")) - bar.n)
 
   try:
-    preds = predictor.predict_sequences(inputs, progress=on_frames)
+    return predictor.predict_sequences(inputs, progress=on_frames)
   finally:
     if bar is not None:
       bar.close()
-
-  pred = np.concatenate(preds)
-  target = np.concatenate(targets)
-  valid = np.concatenate(valids)
-  mpi = is_mpi_inf_3dhp(info)
-  if mpi:
-    pred[:, info.root_joint] = 0.0
-  frame, step_err = metrics.frame_metrics(pred, target,
-                                         MPI_INF_3DHP_PCK_JOINTS if mpi else None)
-  seq_id = np.repeat(np.arange(len(inputs)), [len(x) for x in inputs])
-  seq_vel = metrics.sequence_mpjve(step_err, valid, seq_id, len(inputs))
-
-  actions = [action_name(s.action) for s in sequences]
-  subjects = [s.subject for s in sequences]
-  keys = list(frame)
-  results = _summarise(frame, keys, valid, seq_id, seq_vel, actions,
-                       np.ones(len(sequences), bool))
-  if mpi:
-    results["overall"] = _pool(frame, keys, valid, seq_vel, np.ones(len(valid), bool),
-                               seq_id, np.ones(len(sequences), bool))
-  if per_subject:
-    results["subjects"] = {}
-    for subject in dict.fromkeys(subjects):
-      chosen = np.array([x == subject for x in subjects])
-      results["subjects"][subject] = _summarise(frame, keys, valid, seq_id, seq_vel, actions,
-                                                chosen)
-  return results
 
 
 def _pool(frame, keys, valid, seq_vel, frame_mask, seq_id, seq_mask) -> dict | None:
@@ -190,7 +241,9 @@ def _summarise(frame, keys, valid, seq_id, seq_vel, actions, seq_mask) -> dict:
 
 
 def _ordered(keys) -> list[str]:
-  return ["p1", "p2", "p3", "mpjve"] + [k for k in keys if k not in METRIC_KEYS]
+  """Pose errors first (MPJVE with them), then the rest (PCK/AUC, root errors) as given."""
+  pose = [k for k in METRIC_KEYS[:3] if k in keys]
+  return pose + (["mpjve"] if pose else []) + [k for k in keys if k not in METRIC_KEYS]
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -208,7 +261,8 @@ def format_table(results: dict) -> str:
   def block(title: str | None, part: dict) -> None:
     keys = list(part["average"])
     labels = {"p1": "P1 mm", "p2": "P2 mm", "p3": "P3 mm", "mpjve": "MPJVE mm",
-              "pck": "PCK %", "auc": "AUC %"}
+              "pck": "PCK %", "auc": "AUC %", "mrpe": "MRPE mm", "mrpe_x": "x mm",
+              "mrpe_y": "y mm", "mrpe_z": "z mm", "abs_mpjpe": "abs mm"}
     width = max([len("Average")] + [len(a) for a in part["actions"]]) + 2
     if title:
       lines.append(title)
@@ -260,65 +314,108 @@ class Evaluator:
   Args:
     config: the full config; ``config.eval`` gives the protocol (batch_size,
       flip, noise_std, seed, per_subject, max_frames).
-    model: the `PoseFormerV2` to evaluate.
+    model: the network to evaluate: a `PoseFormerV2` (P1/P2/P3/MPJVE) or a
+      `trajectory.TrajectoryNet` (MRPE and its x/y/z parts).
     sequences: test `dataset.Sequence`s with 3D ground truth.
     info: their `dataset.DatasetInfo`.
+    trajectory_model: with a pose `model`, the trajectory model of the same
+      checkpoint: adds the root errors and the absolute MPJPE (its parameters
+      go to `__call__` as `trajectory_params`).
 
   The forward pass runs on `parallel.eval_mesh` (this process's devices) and
   compiles once: later calls only put new parameters on the devices.
   """
 
-  def __init__(self, config, model, sequences, info):
+  def __init__(self, config, model, sequences, info, trajectory_model=None):
     if info.num_joints != model.num_joints:
       raise ConfigError(f"the checkpoint's model has {model.num_joints} joints but the "
                         f"{info.name} data has {info.num_joints}")
     self.eval_cfg = config.eval
-    self.model, self.sequences, self.info = model, sequences, info
+    trajectory_only = architectures.is_trajectory(model)
+    self.model = None if trajectory_only else model
+    self.trajectory_model = model if trajectory_only else trajectory_model
+    self.sequences, self.info = sequences, info
     self.mesh = parallel.eval_mesh(int(self.eval_cfg.batch_size))
-    self._predictor: Predictor | None = None
+    self._predictors: dict[str, Predictor] = {}
 
-  def __call__(self, params, *, progress: bool = False, validation: bool = False) -> dict:
-    """The results dict (see the module docstring) of `params`.
+  def __call__(self, params, *, trajectory_params=None, progress: bool = False,
+               validation: bool = False) -> dict:
+    """The results dict (see the module docstring) of `params` (the parameters of
+    `model`) and, for a pose model with a trajectory model, `trajectory_params`.
 
     `validation`: the quick check of training (no input noise, no per-subject
     block), whatever ``config.eval`` says about those.
     """
     ev = self.eval_cfg
-    return evaluate(self._predictor_with(params), self.sequences, self.info,
+    if self.model is None:
+      pose, traj = None, self._predictor_with("trajectory", params)
+    else:
+      pose = self._predictor_with("pose", params)
+      traj = (self._predictor_with("trajectory", trajectory_params)
+              if self.trajectory_model is not None and trajectory_params is not None else None)
+    return evaluate(pose, self.sequences, self.info,
                     per_subject=bool(ev.per_subject) and not validation,
                     noise_std_px=0.0 if validation else float(ev.noise_std),
                     seed=int(ev.get("seed", 0)), progress=progress,
-                    max_frames=int(ev.max_frames))
+                    max_frames=int(ev.max_frames), trajectory=traj)
 
   def validate(self, params) -> dict[str, float]:
-    """Average P1/P2/P3/MPJVE (mm) for training's validation: ``{'p1': .., ...}``."""
+    """Average errors (mm) for training's validation: ``{'p1': .., ...}`` for a pose
+    model, ``{'mrpe': .., ...}`` for a trajectory model."""
     average = self(params, validation=True)["average"]
     return {k: float(v) for k, v in average.items() if v is not None}
 
-  def _predictor_with(self, params) -> Predictor:
+  def _predictor_with(self, which: str, params) -> Predictor:
     local = parallel.local_copy(params)  # host copies; valid for multi-process global arrays
-    if self._predictor is None:
-      self._predictor = make_predictor(self.model, local, self.info,
-                                       batch_size=int(self.eval_cfg.batch_size),
-                                       flip=bool(self.eval_cfg.flip), mesh=self.mesh)
+    if which not in self._predictors:
+      kwargs = dict(batch_size=int(self.eval_cfg.batch_size), flip=bool(self.eval_cfg.flip),
+                    mesh=self.mesh)
+      self._predictors[which] = (
+          make_predictor(self.model, local, self.info, **kwargs) if which == "pose"
+          else make_trajectory_predictor(self.trajectory_model, local, self.info, **kwargs))
     else:
-      self._predictor.params = jax.tree.map(
-          lambda old, new: jax.device_put(new, old.sharding), self._predictor.params, local)
-    return self._predictor
+      predictor = self._predictors[which]
+      predictor.params = jax.tree.map(
+          lambda old, new: jax.device_put(new, old.sharding), predictor.params, local)
+    return self._predictors[which]
 
 
 def run_eval(config, checkpoint_dir, output=None, *, progress: bool = True) -> dict:
   """``eval.py``: loads a checkpoint and the test split, evaluates, optionally writes JSON.
 
   The architecture comes from the checkpoint's stored config; `config`
-  supplies the data (`config.data`) and the protocol (`config.eval`).
+  supplies the data (`config.data`) and the protocol (`config.eval`). A pose
+  checkpoint that holds a trajectory model (`checkpoint.load_trajectory`) is
+  scored with both.
   Raises `PoseFormerError` subclasses for user-facing problems.
   """
   model, params, ckpt_config = checkpoint.load_checkpoint(checkpoint_dir)
   _warn_architecture(config, ckpt_config)
+  trajectory = None if architectures.is_trajectory(model) else checkpoint.load_trajectory(
+      checkpoint_dir)
   dataset.ensure_synthetic(config.data)
   sequences, info = dataset.load_sequences(config.data, "test")
-  results = Evaluator(config, model, sequences, info)(params, progress=progress)
+  evaluator = Evaluator(config, model, sequences, info,
+                        trajectory_model=trajectory[0] if trajectory else None)
+  results = evaluator(params, trajectory_params=trajectory[1] if trajectory else None,
+                      progress=progress)
+  if output:
+    write_json_atomic(output, results)
+  return results
+
+
+def run_baseline(config, name: str, output=None, *, progress: bool = True) -> dict:
+  """``eval.py --trajectory_baseline=pinhole``: a no-learning trajectory, calibrated on
+  ``config.data.subjects_train`` and scored on the test split like a trajectory model."""
+  if name != "pinhole":
+    raise ConfigError(f"unknown trajectory baseline {name!r}; the one baseline is 'pinhole'")
+  dataset.ensure_synthetic(config.data)
+  train, _ = dataset.load_sequences(config.data, "train")
+  sequences, info = dataset.load_sequences(config.data, "test")
+  baseline = trajectory_baseline.PinholeBaseline.fit(train, info.root_joint)
+  results = evaluate(None, sequences, info, progress=progress,
+                     max_frames=int(config.eval.max_frames), trajectory=baseline)
+  results["baseline"] = dataclasses.asdict(baseline)
   if output:
     write_json_atomic(output, results)
   return results

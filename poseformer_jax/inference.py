@@ -106,14 +106,15 @@ def network_functions(model, chunk_rows: int, flip: bool, kps_flip: tuple, joint
   `chunked_apply`; rows run in chunks of `chunk_rows`.
   """
   (kps_left, kps_right), (joints_left, joints_right) = kps_flip, joints_flip
-  num_joints, kept_frames = int(model.num_joints), int(model.kept_frames)
+  num_joints, kept_frames = int(model.output_joints), int(model.kept_frames)
   first_kept = model_lib.centre_start(model.num_frames, kept_frames)
   network = chunked_apply(model, chunk_rows)
-  frame_net = chunked_apply(model, chunk_rows, method=type(model).frame_tokens)
-  rest_net = chunked_apply(model, chunk_rows, method=type(model).from_time_tokens)
+  if shares_frames(model):
+    frame_net = chunked_apply(model, chunk_rows, method=type(model).frame_tokens)
+    rest_net = chunked_apply(model, chunk_rows, method=type(model).from_time_tokens)
 
   def average(y, b):
-    """(2B or B, 1, J, 3) network output -> (B, J, 3), flip-averaged, root zeroed."""
+    """(2B or B, 1, J', 3) network output -> (B, J', 3), flip-averaged, root zeroed."""
     if flip:
       y = y.reshape(b, 2, num_joints, 3)
       y = (y[:, 0] + skeleton.flip_3d(y[:, 1], joints_left, joints_right)) / 2
@@ -161,8 +162,14 @@ def network_functions(model, chunk_rows: int, flip: bool, kps_flip: tuple, joint
   return forward, forward_rows, gather_rows
 
 
+def shares_frames(model) -> bool:
+  """Whether a window's time tokens are its centre frames' own (the pose model's spatial
+  branch), so sliding windows can compute each frame's once (`Predictor.share_frames`)."""
+  return hasattr(model, "frame_tokens") and int(model.kept_frames) > 1
+
+
 class Predictor:
-  """Runs a PoseFormerV2 over whole 2D sequences.
+  """Runs a PoseFormerV2 (or a `trajectory.TrajectoryNet`) over whole 2D sequences.
 
   Args:
     model: a `poseformer_jax.model.PoseFormerV2` (its F and J fix the window).
@@ -199,7 +206,7 @@ class Predictor:
     if mesh is not None and mesh.size > 1:
       chunk_rows, share_frames = 0, False
     self.kept_frames = int(model.kept_frames)
-    self.share_frames = bool(share_frames) and self.kept_frames > 1
+    self.share_frames = bool(share_frames) and shares_frames(model)
     # Batch shapes `predict_sequences` may pick: multiples of one chunk's windows
     # (or of the device count), so no chunk and no device gets padding rows.
     self._align = max(1, chunk_rows // (2 if flip else 1)) if chunk_rows else 1
@@ -208,6 +215,7 @@ class Predictor:
     self.flip = bool(flip)
     self.num_frames = int(model.num_frames)
     self.num_joints = int(model.num_joints)
+    self.output_joints = int(model.output_joints)
     self.pad = (self.num_frames - 1) // 2
     self.root_joint = root_joint
     self.mesh = mesh
@@ -215,9 +223,9 @@ class Predictor:
     joints_left, joints_right = tuple(map(int, joints_left)), tuple(map(int, joints_right))
     # Validates the swaps once (raises on a bad left/right pairing).
     skeleton.flip_permutation(self.num_joints, kps_left, kps_right)
-    skeleton.flip_permutation(self.num_joints, joints_left, joints_right)
-    if root_joint is not None and not 0 <= root_joint < self.num_joints:
-      raise ConfigError(f"root_joint {root_joint} out of range for {self.num_joints} joints")
+    skeleton.flip_permutation(self.output_joints, joints_left, joints_right)
+    if root_joint is not None and not 0 <= root_joint < self.output_joints:
+      raise ConfigError(f"root_joint {root_joint} out of range for {self.output_joints} joints")
 
     if mesh is None:
       self._replicated = self._batch_sharding = None
@@ -341,7 +349,7 @@ class Predictor:
     if x.ndim != 4 or x.shape[1:] != (self.num_frames, self.num_joints, 2) or len(x) < 1:
       raise DataError(f"expected windows of shape (B >= 1, {self.num_frames}, "
                       f"{self.num_joints}, 2), got {x.shape}")
-    out = np.empty((len(x), self.num_joints, 3), np.float32)
+    out = np.empty((len(x), self.output_joints, 3), np.float32)
     for first in range(0, len(x), self.batch_size):
       part = x[first:first + self.batch_size]
       n = len(part)
@@ -367,7 +375,7 @@ class Predictor:
     """Forward passes over row-index batches (of `batch` windows, default
     `batch_size`) of `data`; returns (total, J, 3)."""
     batch = batch or self.batch_size
-    out = np.empty((total, self.num_joints, 3), np.float32)
+    out = np.empty((total, self.output_joints, 3), np.float32)
     short = batch + self.kept_frames - 1 - len(data)
     if self.share_frames and short > 0:  # forward_rows slices batch + f - 1 frames
       data = np.concatenate([data, np.zeros((short,) + data.shape[1:], data.dtype)])

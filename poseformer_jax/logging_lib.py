@@ -183,6 +183,8 @@ def epoch_line(record: dict, epochs: int) -> str:
     parts.append(f"val P1 {record['val_p1']:.2f} mm")
   if record.get("val_p2") is not None:
     parts.append(f"P2 {record['val_p2']:.2f} mm")
+  if record.get("val_mrpe") is not None:
+    parts.append(f"val MRPE {record['val_mrpe']:.1f} mm")
   if record.get("best"):
     parts.append("(best)")
   return " | ".join(parts)

@@ -16,6 +16,10 @@ Multiply the errors by 1000 for millimetres.
   the dataset's official ``mpii_compute_3d_pck.m``. A joint counts when its
   error is strictly below the threshold.
 
+Root trajectories (`root_errors`, numpy): MRPE (mean root position error, RootNet's
+definition: the Euclidean distance between the predicted and true root, camera frame)
+and its x/y/z parts; `absolute_mpjpe` scores pose + root against the true joints.
+
 For whole evaluations (numpy in, numpy out): `frame_metrics` computes every
 frame's errors of a concatenation of sequences in fixed-size jitted chunks
 (compiled once), and `sequence_mpjve` reduces its velocity steps per sequence.
@@ -221,3 +225,29 @@ def _check_shapes(pred, target) -> None:
   if pred.shape != target.shape or pred.shape[-1:] != (3,):
     raise ValueError(f"expected two (..., J, 3) arrays of one shape, got {pred.shape} "
                      f"and {target.shape}")
+
+
+def root_errors(pred_root: np.ndarray, true_root: np.ndarray) -> dict[str, np.ndarray]:
+  """Per-frame root errors (metres): {'mrpe': Euclidean, 'mrpe_x'/'mrpe_y'/'mrpe_z': |axis|}.
+
+  pred_root, true_root: (N, 3) camera-frame metres (x right, y down, z forward).
+  """
+  diff = np.asarray(pred_root, np.float64) - np.asarray(true_root, np.float64)
+  out = {"mrpe": np.linalg.norm(diff, axis=-1)}
+  for i, axis in enumerate("xyz"):
+    out[f"mrpe_{axis}"] = np.abs(diff[:, i])
+  return out
+
+
+def absolute_mpjpe(pred_pose: np.ndarray, pred_root: np.ndarray, true_pose: np.ndarray,
+                   true_root: np.ndarray) -> np.ndarray:
+  """Per-frame MPJPE (metres) of the absolute camera-frame joints, root included.
+
+  pred_pose, true_pose: (N, J, 3) root-relative metres (the predicted root joint is
+  taken as 0); pred_root, true_root: (N, 3) camera-frame metres.
+  """
+  pred = np.asarray(pred_pose, np.float64).copy()
+  pred -= pred[:, :1]
+  pred += np.asarray(pred_root, np.float64)[:, None]
+  true = np.asarray(true_pose, np.float64) + np.asarray(true_root, np.float64)[:, None]
+  return np.mean(np.linalg.norm(pred - true, axis=-1), axis=-1)

@@ -315,6 +315,14 @@ class PoseFormerV2(nn.Module):
   dtype: Dtype = jnp.float32
   spatial_attention: str = "dot"
   mixed_attention: str = "dot"
+  out_joints: int | None = None  # joints the head regresses (None: num_joints)
+
+  kind = "pose"
+
+  @property
+  def output_joints(self) -> int:
+    """Joints of the output, (B, 1, output_joints, 3)."""
+    return self.num_joints if self.out_joints is None else int(self.out_joints)
 
   def setup(self):
     if self.kept_frames > self.num_frames or self.kept_frames < 1:
@@ -343,7 +351,7 @@ class PoseFormerV2(nn.Module):
     self.freq_mean = WeightedMean(self.dtype, name="freq_mean")
     self.time_mean = WeightedMean(self.dtype, name="time_mean")
     self.head_norm = _layer_norm("head_norm", self.dtype, HEAD_NORM_EPS)
-    self.head = Dense(3 * self.num_joints, dtype=self.dtype, name="head")
+    self.head = Dense(3 * self.output_joints, dtype=self.dtype, name="head")
 
   def centre_frames(self, x: jax.Array) -> jax.Array:
     """The f frames around the centre index (F-1)//2. (B, F, J, 2) -> (B, f, J, 2)."""
@@ -376,7 +384,7 @@ class PoseFormerV2(nn.Module):
     x (B, F, J, 2) windows and time_tokens (B, f, D) (the spatial branch on
     their centre frames) -> (B, 1, J, 3), metres, root-relative.
     """
-    b, j = x.shape[0], self.num_joints
+    b, j = x.shape[0], self.output_joints
     freq_tokens = self.frequency(x.astype(self.dtype))  # (B, n, D)
     tokens = jnp.concatenate([
         freq_tokens + self.freq_pos_embed.astype(self.dtype),
@@ -397,7 +405,13 @@ def centre_start(num_frames: int, kept_frames: int) -> int:
 
 
 def from_config(model_cfg) -> PoseFormerV2:
-  """Builds the model from a config's `model` block (ConfigDict or dict)."""
+  """Builds the pose model from a config's `model` block (ConfigDict or dict).
+
+  `architectures.from_config` builds any of the project's networks (pose or trajectory).
+  """
   cfg = dict(model_cfg)
+  kind = cfg.pop("kind", "pose")
+  if kind != "pose":
+    raise ValueError(f"model.kind {kind!r} is not a PoseFormerV2 pose model")
   dtype = cfg.pop("dtype", "float32")
   return PoseFormerV2(dtype=jnp.dtype(dtype), **cfg)

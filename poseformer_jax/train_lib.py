@@ -1,14 +1,12 @@
-"""Data-parallel training of PoseFormerV2 with exact resume: set-up and the loop.
-
-`train(config, workdir)`; ``train.py`` is a thin command line over it that does
-the process-wide set-up first (`jax.distributed`). Three parts, as in flax's
-examples: `train_step` (state, optimizer, loss, the step), `checkpoint` (every
-save and restore: ``WORKDIR/checkpoints/`` latest K, ``WORKDIR/best/``) and
-here the set-up (data, pipeline, state, the jitted step with its shardings,
-the `evaluation.Evaluator`) and one flat loop over global steps (epoch =
-``step // steps_per_epoch``). One rule (`itstime`) says when to log,
-checkpoint and validate; the loop has one exit for stops and pre-emption.
-Logs: ``WORKDIR/log.jsonl`` and ``WORKDIR/tensorboard/`` (`logging_lib`).
+"""Data-parallel training (pose or trajectory models) with exact resume: set-up and the loop.
+`train(config, workdir)`; ``train.py`` is a thin command line over it that does the
+process-wide set-up first (`jax.distributed`). Three parts, as in flax's examples:
+`train_step` (state, optimizer, loss, the step), `workdir` (``WORKDIR/checkpoints/``
+latest K, ``WORKDIR/best/``, through `checkpoint`'s one format) and here the set-up
+(data, pipeline, state, the jitted step with its shardings, the `evaluation.Evaluator`)
+and one flat loop over global steps (epoch = ``step // steps_per_epoch``). One rule
+(`itstime`) says when to log, checkpoint and validate; the loop has one exit for stops
+and pre-emption. Logs: ``WORKDIR/log.jsonl``, ``WORKDIR/tensorboard/`` (`logging_lib`).
 
 Resume: a run in ``checkpoints/`` continues exactly where it stopped (params,
 optimizer state, step, RNG, best P1, running epoch loss; the pipeline restarts
@@ -33,12 +31,14 @@ import jax
 import ml_collections
 import numpy as np
 
+from poseformer_jax import architectures
 from poseformer_jax import checkpoint
 from poseformer_jax import evaluation
 from poseformer_jax import logging_lib
 from poseformer_jax import model as model_lib
 from poseformer_jax import parallel
 from poseformer_jax import train_step as step_lib
+from poseformer_jax import workdir as workdir_lib
 from poseformer_jax.data import dataset
 from poseformer_jax.data import pipeline as pipeline_lib
 from poseformer_jax.errors import PoseFormerError
@@ -71,9 +71,13 @@ def load_data(config: ml_collections.ConfigDict) -> TrainData:
 
 
 def build_pipeline(config: ml_collections.ConfigDict, data: TrainData):
-  """The training input pipeline: this process's slice of every global batch."""
+  """The training input pipeline: this process's slice of every global batch (for a
+  trajectory model: rays in, roots out, `dataset.trajectory_view`)."""
+  trajectory = architectures.kind_of(config.model) == "trajectory"
+  sequences, info = (dataset.trajectory_view(data.train, data.info) if trajectory
+                     else (data.train, data.info))
   return pipeline_lib.TrainPipeline(
-      data.train, data.info, num_frames=config.model.num_frames,
+      sequences, info, num_frames=config.model.num_frames,
       global_batch=config.train.batch_size, seed=config.data.shuffle_seed,
       flip=config.data.flip_augment, process_index=jax.process_index(),
       process_count=jax.process_count(),
@@ -104,7 +108,6 @@ class LoopState:
   @classmethod
   def from_meta(cls, meta: dict) -> "LoopState":
     return cls(**{f.name: meta[f.name] for f in dataclasses.fields(cls) if f.name in meta})
-
   def to_meta(self, run: "_Run") -> dict:
     epoch, step_in_epoch = divmod(self.step, run.steps_per_epoch)
     return {**run.constants, "step": self.step, "epoch": epoch, "step_in_epoch": step_in_epoch,
@@ -144,7 +147,7 @@ class _Run:
   steps_per_epoch: int
   epochs: int
   total_steps: int
-  ckpts: checkpoint.Checkpoints
+  ckpts: workdir_lib.Checkpoints
   schedule: Callable[[int], Any]
   logger: logging_lib.MetricLogger | None = None
   progress: logging_lib.TrainProgress | None = None
@@ -201,11 +204,11 @@ def _setup(config, workdir, data, pipeline, validate, print_fn) -> _Run:
   """Data, pipeline, evaluator and checkpoints of the run (no state yet)."""
   is_main = jax.process_index() == 0
   say = print_fn or ((lambda s: print(s, flush=True)) if is_main else (lambda s: None))
-  workdir = checkpoint.prepare_workdir(workdir)
+  workdir = workdir_lib.prepare_workdir(workdir)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh,
                             max(int(config.train.grad_accum_steps), 1))
-  model = model_lib.from_config(config.model)
+  model = architectures.from_config(config.model)
   validating = int(config.train.eval_every_epochs) > 0
   if data is None and (pipeline is None or (validate is None and validating)):
     data = load_data(config)
@@ -220,7 +223,7 @@ def _setup(config, workdir, data, pipeline, validate, print_fn) -> _Run:
   if validate is None and validating:
     evaluator = evaluation.Evaluator(config, model, data.test, data.info)
     validate = evaluator.validate
-  ckpts = checkpoint.Checkpoints(workdir, config.train.keep_checkpoints)
+  ckpts = workdir_lib.Checkpoints(workdir, config.train.keep_checkpoints)
   return _Run(config=config, workdir=workdir, say=say, mesh=mesh, model=model, data=data,
               pipeline=pipeline, validate=validate, evaluator=evaluator,
               steps_per_epoch=steps_per_epoch, epochs=int(config.train.epochs),
@@ -245,7 +248,8 @@ def _start(run: _Run) -> tuple[TrainState, LoopState]:
       "shuffle_seed": int(config.data.shuffle_seed),
       "dropout_key": list(step_lib.key_tuple(dropout_key)), "grad_accum_steps": accum}
   spec = step_lib.step_spec(run.model, optimizer, mesh, dropout_key, accum_steps=accum,
-                            noise_std=float(config.data.get("noise_std", 0.0)))
+                            noise_std=float(config.data.get("noise_std", 0.0)),
+                            camera_rotation=tuple(config.data.get("camera_rotation", (0, 0, 0))))
   jitted = jax.jit(step_lib.train_step, **step_lib.jit_kwargs(mesh))
   run.step_fn = lambda state, batch: jitted(state, batch, spec)
   main = jax.process_index() == 0
@@ -398,8 +402,9 @@ def _end_epoch(run: _Run, state: TrainState, loop: LoopState, elapsed: float,
     t_val = time.perf_counter()
     val = run.validate(state.params)
     record["val_time_s"] = time.perf_counter() - t_val
-    p1 = parallel.broadcast_from_first(val.get("p1"))
-    record.update(val_p1=p1, val_p2=val.get("p2"))
+    # The error the run selects its best checkpoint by: P1, or MRPE for a trajectory model.
+    p1 = parallel.broadcast_from_first(val.get("p1", val.get("mrpe")))
+    record.update({f"val_{k}": val[k] for k in ("p1", "p2", "mrpe") if val.get(k) is not None})
     if p1 is not None and math.isfinite(p1) and (loop.best_p1 is None or p1 < loop.best_p1):
       loop.best_p1, loop.best_step = p1, loop.step
       run.ckpts.save_best(loop.step, state.params, run.config, loop.to_meta(run), p1)
@@ -408,7 +413,7 @@ def _end_epoch(run: _Run, state: TrainState, loop: LoopState, elapsed: float,
   run.logger.write(record, step=loop.step, tb_scalars={
       "train/loss_mm": record["train_loss_mm"], "train/lr": record["lr"],
       "train/samples_per_s": record["samples_per_s"],
-      "val/p1_mm": record.get("val_p1"), "val/p2_mm": record.get("val_p2")})
+      **{f"val/{k}_mm": record.get(f"val_{k}") for k in ("p1", "p2", "mrpe")}})
   run.logger.flush()
   run.say(logging_lib.epoch_line(record, run.epochs))
 
@@ -424,7 +429,8 @@ def _finish(run: _Run, loop: LoopState, status: str) -> dict | None:
     say(f"{run.workdir} already holds a completed run ({epochs} epochs); raise train.epochs "
         "to continue it")
   say(f"Training complete: {loop.step} steps, {epochs} epochs"
-      + (f", best validation P1 {loop.best_p1:.2f} mm (step {loop.best_step})"
+      + (f", best validation {'MRPE' if architectures.is_trajectory(run.model) else 'P1'}"
+         f" {loop.best_p1:.2f} mm (step {loop.best_step})"
          if loop.best_p1 is not None else ""))
   if not config.train.final_eval:
     return None

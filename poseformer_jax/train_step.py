@@ -47,9 +47,11 @@ import optax
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from poseformer_jax import architectures
 from poseformer_jax import cpu_tuning
 from poseformer_jax import model as model_lib
 from poseformer_jax import parallel
+from poseformer_jax import trajectory
 from poseformer_jax.errors import ConfigError
 
 SCHEDULES = ("exponential", "warmup_cosine")
@@ -144,7 +146,7 @@ def validate_config(config) -> None:
     raise ConfigError(f"model.dtype must be 'float32' or 'bfloat16', got {config.model.dtype!r}")
   Optimizer.from_config(t, 1)  # an unknown schedule fails here, in one line
   try:  # traces the model once (no compile) so a bad architecture fails here, in one line
-    model = model_lib.from_config(config.model)
+    model = architectures.from_config(config.model)
     jax.eval_shape(model.init, jax.random.PRNGKey(0),
                    jnp.zeros((1, model.num_frames, model.num_joints, 2), jnp.float32))
   except (ValueError, TypeError) as e:
@@ -207,11 +209,19 @@ class StepSpec:
   dropout_key: tuple[int, ...]
   accum_steps: int = 1
   noise_std: float = 0.0
+  camera_rotation: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
-def _loss(params, inputs, targets, rng, *, model, noise_std):
+def _loss(params, inputs, targets, rng, *, model, noise_std, camera_rotation):
+  """The batch's loss: MPJPE for pose models; for trajectory models the inverse-depth
+  weighted root error, after a random camera rotation per window."""
+  if architectures.is_trajectory(model):
+    rng, k_rot = jax.random.split(rng)
+    inputs, targets = trajectory.rotate_cameras(inputs, targets, k_rot, camera_rotation)
   inputs, rng = add_input_noise(inputs, rng, noise_std)
   pred = model.apply({"params": params}, inputs, deterministic=False, rngs={"dropout": rng})
+  if architectures.is_trajectory(model):
+    return trajectory.root_loss(pred, targets)
   return mpjpe_loss(pred, targets)
 
 
@@ -251,7 +261,8 @@ def train_step(state: TrainState, batch: dict, spec: StepSpec) -> tuple[TrainSta
   """
   rng = jax.random.fold_in(jnp.asarray(spec.dropout_key, jnp.uint32), state.step)
   grad_fn = jax.value_and_grad(functools.partial(_loss, model=spec.model,
-                                                 noise_std=spec.noise_std))
+                                                 noise_std=spec.noise_std,
+                                                 camera_rotation=spec.camera_rotation))
   if spec.accum_steps == 1:
     loss, grads = grad_fn(state.params, batch["inputs"], batch["targets"], rng)
   else:
@@ -263,12 +274,15 @@ def train_step(state: TrainState, batch: dict, spec: StepSpec) -> tuple[TrainSta
 
 
 def step_spec(model: model_lib.PoseFormerV2, optimizer, mesh: Mesh, dropout_key: np.ndarray,
-              accum_steps: int = 1, noise_std: float = 0.0) -> StepSpec:
+              accum_steps: int = 1, noise_std: float = 0.0,
+              camera_rotation=(0.0, 0.0, 0.0)) -> StepSpec:
   """The `StepSpec` of a run; on a CPU the model's spatial attention is the form
-  `cpu_tuning` picks for speed (same parameters, same values)."""
+  `cpu_tuning` picks for speed (same parameters, same values). `camera_rotation`:
+  the largest random camera tilt, pan and roll (degrees) of trajectory training."""
   return StepSpec(model=cpu_tuning.tuned_model(model), optimizer=optimizer, mesh=mesh,
                   dropout_key=key_tuple(dropout_key), accum_steps=int(accum_steps),
-                  noise_std=float(noise_std))
+                  noise_std=float(noise_std),
+                  camera_rotation=tuple(float(a) for a in camera_rotation))
 
 
 def microbatches(setting: int, model_cfg, global_batch: int, mesh: Mesh) -> int:

@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from poseformer_jax import checkpoint, config_lib, logging_lib, train_lib, train_step
+from poseformer_jax import workdir as workdir_lib
 from poseformer_jax.errors import ConfigError
 
 from conftest import require
@@ -185,7 +186,7 @@ def test_half_deleted_old_steps_are_pruned_but_never_the_newest(tmp_path):
   for name, complete in [("2", False), ("3", True), ("4", False), ("5", True), ("6", False)]:
     make(name, complete)
   (tmp_path / "7.orbax-checkpoint-tmp-123").mkdir()
-  assert checkpoint.prune_partial_steps(tmp_path) == ["2", "4"]
+  assert workdir_lib.prune_partial_steps(tmp_path) == ["2", "4"]
   assert sorted(p.name for p in tmp_path.iterdir()) == ["3", "5", "6",
                                                        "7.orbax-checkpoint-tmp-123"]
 

@@ -214,6 +214,32 @@ def project(x: np.ndarray, focal_length, center, radial=(0.0, 0.0, 0.0),
   return np.asarray(focal_length, np.float64) * uv + np.asarray(center, np.float64)
 
 
+def distort_rays(uv: np.ndarray, radial=(0.0, 0.0, 0.0), tangential=(0.0, 0.0)) -> np.ndarray:
+  """Human3.6M's lens model on pinhole rays (..., 2) (x/z, y/z): the distorted rays, float64."""
+  uv = np.asarray(uv, np.float64)
+  r2 = np.sum(uv ** 2, axis=-1, keepdims=True)
+  k = np.asarray(radial, np.float64)
+  p = np.asarray(tangential, np.float64)
+  rad = 1.0 + k[0] * r2 + k[1] * r2 ** 2 + k[2] * r2 ** 3
+  tan = np.sum(p * uv, axis=-1, keepdims=True)
+  return uv * (rad + tan) + p * r2
+
+
+def pixels_to_rays(x: np.ndarray, cam: Camera, iterations: int = 20) -> np.ndarray:
+  """Pixels (..., 2) of `cam`'s image -> undistorted pinhole rays (..., 2) = (x/z, y/z), float64.
+
+  The inverse of `project_camera` up to the depth: the lens distortion is undone by
+  fixed-point iteration (converges to < 1e-9 in the image area of Human3.6M's lenses).
+  Rays are what the trajectory model reads: pixels made camera-independent (no focal
+  length, principal point or distortion left in them).
+  """
+  target = (np.asarray(x, np.float64) - cam.center) / cam.focal_length
+  uv = target.copy()
+  for _ in range(int(iterations)):
+    uv = uv + (target - distort_rays(uv, cam.radial, cam.tangential))
+  return uv
+
+
 def project_camera(x: np.ndarray, cam: Camera) -> np.ndarray:
   """(..., 3) camera-frame metres -> (..., 2) pixels through `cam` (full distortion)."""
   return project(x, cam.focal_length, cam.center, cam.radial, cam.tangential)

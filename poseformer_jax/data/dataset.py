@@ -13,14 +13,17 @@ are missing from `data_cfg.root` (`synthetic`, `synthetic_3dhp`).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+
+import numpy as np
 
 from poseformer_jax.data import h36m, mpi_inf_3dhp, synthetic, synthetic_3dhp
 from poseformer_jax.data.selection import parse_list
 from poseformer_jax.data.types import DatasetInfo, Sequence
-from poseformer_jax.errors import ConfigError
+from poseformer_jax.errors import ConfigError, DataError
 
-__all__ = ["DatasetInfo", "Sequence", "ensure_synthetic", "load_sequences"]
+__all__ = ["DatasetInfo", "Sequence", "ensure_synthetic", "load_sequences", "trajectory_view"]
 
 READERS = {"h36m": h36m.load, "mpi_inf_3dhp": mpi_inf_3dhp.load}
 
@@ -72,3 +75,23 @@ def load_sequences(data_cfg, split: str) -> tuple[list[Sequence], DatasetInfo]:
     raise ConfigError(f"unknown data.dataset {dataset!r}; supported: "
                       f"{', '.join(map(repr, READERS))}")
   return READERS[dataset](data_cfg, split)
+
+
+def trajectory_view(sequences: list[Sequence], info: DatasetInfo
+                    ) -> tuple[list[Sequence], DatasetInfo]:
+  """The sequences as a trajectory model trains on them: its input and target in the
+  fields the training pipeline reads.
+
+  keypoints_2d becomes the rays (T, J, 2) and positions_3d the root's camera-frame
+  position (T, 1, 3) metres; the DatasetInfo keeps the 2D flip partners and has
+  one 3D joint (mirroring negates its x). Raises DataError for sequences without
+  rays or roots (datasets without camera calibration).
+  """
+  out = []
+  for s in sequences:
+    if s.rays_2d is None or s.root_3d is None:
+      raise DataError(f"{s.subject} {s.action} camera {s.camera}: no camera rays / root "
+                      "positions, so no trajectory training on this dataset")
+    out.append(dataclasses.replace(s, keypoints_2d=s.rays_2d,
+                                   positions_3d=np.asarray(s.root_3d)[:, None]))
+  return out, dataclasses.replace(info, root_joint=0, joints_left=(), joints_right=())

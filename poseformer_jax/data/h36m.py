@@ -15,7 +15,8 @@ name of the training-subject release): the exact name wins when both exist.
 
 Every (subject, action, camera) becomes one `Sequence`: 17 joints, 3D in the
 camera frame made root-relative (root = 0), 2D normalised with the camera's
-resolution. 2D longer than the mocap is trimmed to it (videos can have extra
+resolution; also the 2D as undistorted rays and the root's camera-frame
+position (the trajectory model's input and target). 2D longer than the mocap is trimmed to it (videos can have extra
 frames, as VideoPose3D does); 2D up to `MAX_FRAME_SHORTFALL` frames shorter
 trims the mocap instead; a larger shortfall is an error. Actions of the 2D
 file without mocap are skipped. Options as upstream: subject list, action
@@ -185,15 +186,19 @@ def _action_sequences(path_3d, path_2d, subject: str, action: str, world: Any, v
     if not np.isfinite(kps[:n]).all():
       raise DataError(f"{path_2d}: {subject} {action!r} camera {c} has NaN/inf keypoints")
     pos = cams.world_to_camera(world[:n][keep], cam.orientation, cam.translation)
+    root = pos[:, skeleton.ROOT_JOINT].copy()
     pos -= pos[:, skeleton.ROOT_JOINT:skeleton.ROOT_JOINT + 1]
-    kps = cams.normalize_screen(kps[:n][keep].astype(np.float64), cam.res_w, cam.res_h)
+    px = kps[:n][keep].astype(np.float64)
+    kps = cams.normalize_screen(px, cam.res_w, cam.res_h)
     if len(kps) == 0:
       raise DataError(f"{path_3d}: {subject} {action!r} has no frames left after "
                       f"subset={subset} downsample={stride}")
     out.append(Sequence(subject=subject, action=action, camera=c,
                         keypoints_2d=np.ascontiguousarray(kps, np.float32),
                         positions_3d=np.ascontiguousarray(pos, np.float32),
-                        image_size=cam.image_size))
+                        image_size=cam.image_size,
+                        rays_2d=np.ascontiguousarray(cams.pixels_to_rays(px, cam), np.float32),
+                        root_3d=np.ascontiguousarray(root, np.float32)))
   return out
 
 

@@ -112,7 +112,7 @@ class TrainPipeline:
     self._joints_left, self._joints_right = tuple(info.joints_left), tuple(info.joints_right)
 
     self._bank = SequenceBank([np.asarray(s.keypoints_2d, np.float32) for s in sequences])
-    rows, num_joints = self._bank.num_samples, self._bank.data.shape[1]
+    rows = self._bank.num_samples
     # 2D rows [0, N) plain and [N, 2N) mirrored, contiguous; the bank shares the plain half.
     kps = np.empty(((2 if flip else 1) * rows,) + self._bank.data.shape[1:], np.float32)
     kps[:rows] = self._bank.data
@@ -123,8 +123,8 @@ class TrainPipeline:
     self._rows = kps.reshape(len(kps), -1).view(np.dtype((np.void, kps[0].nbytes))).reshape(-1)
     self._kps_shape = kps.shape[1:]
     self._pos = np.concatenate([np.asarray(s.positions_3d, np.float32) for s in sequences])
-    if self._pos.shape[:2] != (rows, num_joints):
-      raise ConfigError("positions_3d and keypoints_2d differ in frames or joints")
+    if len(self._pos) != rows:
+      raise ConfigError("positions_3d and keypoints_2d differ in frames")
     self.num_base = rows
     self.num_samples = rows * (2 if flip else 1)
     self.steps_per_epoch = self.num_samples // global_batch

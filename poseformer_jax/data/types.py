@@ -26,6 +26,12 @@ class Sequence:
       the root joint set to 0; None where no 3D exists.
     image_size: (w, h) pixels.
     valid: (T,) bool, frames to evaluate (MPI-INF-3DHP); None = all frames.
+    rays_2d: (T, J, 2) float32, the same 2D as undistorted pinhole rays
+      (x/z, y/z: pixels minus the principal point over the focal length, lens
+      distortion undone); None where the camera is unknown. The trajectory
+      model's input.
+    root_3d: (T, 3) float32 metres, the root joint in the camera frame (not
+      root-relative); None where unknown. The trajectory model's target.
   """
   subject: str
   action: str
@@ -34,6 +40,8 @@ class Sequence:
   positions_3d: np.ndarray | None
   image_size: tuple[int, int]
   valid: np.ndarray | None = None
+  rays_2d: np.ndarray | None = None
+  root_3d: np.ndarray | None = None
 
   def __len__(self) -> int:
     return len(self.keypoints_2d)
