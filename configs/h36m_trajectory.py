@@ -11,12 +11,14 @@ Recipe (fast, as `configs/h36m.py`'s): AdamW, warm-up then cosine, batch 256,
 detections (`data.keypoints_mix`), flip, 2D noise up to 0.004 in ray units
 (~5 px at Human3.6M's 1145 px focal length), and a random camera rotation per
 window (tilt and pan up to 20 degrees, roll up to 10) so that no camera's height
-or tilt is learnt. Validation: MRPE on the first 500 frames of each test sequence.
+or tilt is learnt; each subject's roots rescaled to the reference person's size
+(`data.reference_bones`), so the model does not learn the training subjects' sizes. Validation: MRPE on the first 500 frames of each test sequence.
 
 Any field can be overridden, e.g. ``--config.model.embed_dim_ratio=16``.
 """
 
 from poseformer_jax import config_lib
+from poseformer_jax import trajectory
 from poseformer_jax.errors import ConfigError
 
 
@@ -37,6 +39,7 @@ def get_config(arg: str = ""):
   d.subjects_test = "S8"
   d.noise_std = 0.004
   d.camera_rotation = (20.0, 20.0, 10.0)
+  d.reference_bones = trajectory.REFERENCE_BONES_M
   t = config.train
   t.batch_size = 256
   t.learning_rate = 5e-4

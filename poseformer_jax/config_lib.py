@@ -49,14 +49,9 @@ def model_config(frames: int = 27, kept_frames: int = 3, kept_coeffs: int = 3,
   ))
 
 
-def base_config() -> ml_collections.ConfigDict:
-  """Human3.6M defaults: the upstream recipe (AdamW 1e-4, wd 0.1, x0.99/epoch, batch 1024)."""
-  c = ml_collections.ConfigDict()
-  c.variant = "27_3_3"
-  c.model = model_config()
-  c.host_memory = "auto"  # train.py/eval.py: 'auto' | 'keep' | 'system' (see `host_memory`)
-
-  c.data = ml_collections.ConfigDict(dict(
+def data_config() -> ml_collections.ConfigDict:
+  """The `data` block: dataset files, splits, augmentation, the input pipeline."""
+  return ml_collections.ConfigDict(dict(
       dataset="h36m",                   # 'h36m' | 'mpi_inf_3dhp'
       root="data",                      # folder with data_3d_h36m.npz and data_2d_h36m_<keypoints>.npz
       keypoints="cpn_ft_h36m_dbb",      # 2D source: data_2d_h36m_<keypoints>.npz
@@ -71,6 +66,8 @@ def base_config() -> ml_collections.ConfigDict:
       noise_std=0.0,                    # 2D input noise augmentation (normalised units, 0.01 = 5 px
                                         # at 1000 px): per-sample std uniform in [0, noise_std]
       camera_rotation=(0.0, 0.0, 0.0),  # trajectory models: max random camera tilt/pan/roll, deg
+      reference_bones=0.0,              # trajectory models: >0 rescales each subject's roots to
+                                        # this summed bone length (m; see `trajectory_view`)
       shuffle_seed=0,
       prefetch=2,
       backend="tf",                     # 'tf' (tf.data) or 'numpy' (no TensorFlow needed)
@@ -82,6 +79,16 @@ def base_config() -> ml_collections.ConfigDict:
           seed=0,
       )),
   ))
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Human3.6M defaults: the upstream recipe (AdamW 1e-4, wd 0.1, x0.99/epoch, batch 1024)."""
+  c = ml_collections.ConfigDict()
+  c.variant = "27_3_3"
+  c.model = model_config()
+  c.host_memory = "auto"  # train.py/eval.py: 'auto' | 'keep' | 'system' (see `host_memory`)
+
+  c.data = data_config()
 
   c.train = ml_collections.ConfigDict(dict(
       batch_size=1024,                  # global batch, frames (flip copies included)
@@ -127,6 +134,8 @@ def base_config() -> ml_collections.ConfigDict:
       noise_std=0.0,                    # Gaussian noise on the 2D input, pixels (robustness study)
       per_subject=False,
       max_frames=-1,                    # -1: every frame; >0 caps frames per sequence (validation during training)
+      known_size=False,                 # trajectory: roots scaled to each subject's true size, as
+                                        # a user who gives the person's height gets them
   ))
   return c
 

@@ -48,6 +48,7 @@ from poseformer_jax import architectures
 from poseformer_jax import checkpoint
 from poseformer_jax import metrics
 from poseformer_jax import parallel
+from poseformer_jax import trajectory as trajectory_lib
 from poseformer_jax import trajectory_baseline
 from poseformer_jax.data import dataset
 from poseformer_jax.errors import ConfigError, DataError
@@ -92,7 +93,8 @@ def make_trajectory_predictor(model, params, info, *, batch_size: int = 1024, fl
 
 def evaluate(predictor: Predictor | None, sequences, info, *, per_subject: bool = False,
              noise_std_px: float = 0.0, seed: int = 0, progress: bool = True,
-             max_frames: int = -1, trajectory: Predictor | None = None) -> dict:
+             max_frames: int = -1, trajectory: Predictor | None = None,
+             known_size: bool = False) -> dict:
   """Evaluates a predictor on test sequences. See the module docstring.
 
   Args:
@@ -109,6 +111,9 @@ def evaluate(predictor: Predictor | None, sequences, info, *, per_subject: bool 
       adds 'mrpe', 'mrpe_x', 'mrpe_y', 'mrpe_z' and, with a pose predictor,
       'abs_mpjpe' (pose + root against the true camera-frame joints). Needs the
       sequences' `rays_2d` and `root_3d`.
+    known_size: score the roots as a user who gives each person's height would get
+      them (``lift --height``): each subject's predicted roots scaled by its summed
+      bone length (from the 3D ground truth) over `trajectory.REFERENCE_BONES_M`.
   Returns:
     the results dict (millimetres; PCK/AUC in percent), JSON-serialisable.
   """
@@ -132,7 +137,12 @@ def evaluate(predictor: Predictor | None, sequences, info, *, per_subject: bool 
     seq_vel = metrics.sequence_mpjve(step_err, valid, seq_id, len(inputs))
   if trajectory is not None:
     rays, roots = _trajectory_arrays(sequences, lengths)
-    root_pred = np.concatenate(_predict(trajectory, rays, progress))[:, 0]
+    root_preds = _predict(trajectory, rays, progress)
+    if known_size:
+      sizes = dataset.subject_sizes(sequences)
+      root_preds = [r * sizes[s.subject] / trajectory_lib.REFERENCE_BONES_M
+                    for r, s in zip(root_preds, sequences)]
+    root_pred = np.concatenate(root_preds)[:, 0]
     root_true = np.concatenate(roots)
     frame.update(metrics.root_errors(root_pred, root_true))
     if pred is not None:
@@ -357,7 +367,8 @@ class Evaluator:
                     per_subject=bool(ev.per_subject) and not validation,
                     noise_std_px=0.0 if validation else float(ev.noise_std),
                     seed=int(ev.get("seed", 0)), progress=progress,
-                    max_frames=int(ev.max_frames), trajectory=traj)
+                    max_frames=int(ev.max_frames), trajectory=traj,
+                    known_size=bool(ev.get("known_size", False)) and not validation)
 
   def validate(self, params) -> dict[str, float]:
     """Average errors (mm) for training's validation: ``{'p1': .., ...}`` for a pose

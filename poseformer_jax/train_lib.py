@@ -74,8 +74,9 @@ def build_pipeline(config: ml_collections.ConfigDict, data: TrainData):
   """The training input pipeline: this process's slice of every global batch (for a
   trajectory model: rays in, roots out, `dataset.trajectory_view`)."""
   trajectory = architectures.kind_of(config.model) == "trajectory"
-  sequences, info = (dataset.trajectory_view(data.train, data.info) if trajectory
-                     else (data.train, data.info))
+  sequences, info = (dataset.trajectory_view(data.train, data.info,
+                                             float(config.data.get("reference_bones", 0.0)))
+                     if trajectory else (data.train, data.info))
   return pipeline_lib.TrainPipeline(
       sequences, info, num_frames=config.model.num_frames,
       global_batch=config.train.batch_size, seed=config.data.shuffle_seed,

@@ -28,8 +28,11 @@ rays and rotation on the target), and weighs each sample's Euclidean error by
 the inverse true depth (`root_loss`), as VideoPose3D does for its trajectory.
 
 What no model sees: the subject's size. Everything scales together, so a person
-x % larger than the training subjects' mean is placed x % too far. Given the
-person's height, `scale_to_height` removes that error (`lift --height`).
+x % larger than the reference is placed x % too near. Training therefore rescales each
+subject's roots to the reference person (`REFERENCE_BONES_M`): a network that could
+tell the training subjects apart by their motion would otherwise learn their sizes,
+which do not carry over to new people. Given the person's height, `scale_to_height`
+removes the rest of that error (`lift --height`).
 """
 
 from __future__ import annotations
@@ -52,8 +55,13 @@ LOG_DEPTH_SIZE_PRIOR = float(np.log(0.45))
 MAX_LOG_CORRECTION = 3.0
 # Two tokens join the J joint tokens: the root's motion, and the log scale change.
 EXTRA_TOKENS = 2
-# Stature (metres) of the mean Human3.6M training subject (S1, S5, S6, S7), from the mocap:
-# head top to ankle, standing (`poseformer_jax.data.skeleton`); what the model assumes.
+# The reference person a trajectory model places: training targets are rescaled so that
+# every subject appears with this summed bone length (17-joint skeleton, metres; the mean
+# of Human3.6M's S1, S5, S6 and S7, 4.146 m), see `dataset.trajectory_view`.
+REFERENCE_BONES_M = 4.15
+# That person's standing height: in the mocap the head joint stands 0.39 x the summed bone
+# length above the lowest foot joint (S1-S8: 0.380-0.397), 1.62 m, and the top of the head
+# is ~8 cm above the head joint. `scale_to_height` rescales roots for another height.
 REFERENCE_HEIGHT_M = 1.70
 
 

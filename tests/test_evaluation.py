@@ -170,10 +170,11 @@ def test_shared_frames_match_one_spatial_pass_per_window(predictors, flip):
   shared = predictors(batch_size=8, flip=flip)
   plain = predictors(batch_size=8, flip=flip, share_frames=False)
   assert shared.share_frames and not plain.share_frames
+  # float32 sums in another order: a few micrometres apart at most (a wrong window is mm off)
   for a, b in zip(shared.predict_sequences(seqs), plain.predict_sequences(seqs)):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=5e-6)
   np.testing.assert_allclose(shared.predict_sequence(seqs[-1]), plain.predict_sequence(seqs[-1]),
-                             rtol=1e-5, atol=1e-6)
+                             rtol=1e-5, atol=5e-6)
   # Windows that are not consecutive (a hand-made index batch) take the per-window path.
   data = jax.device_put(np.concatenate(seqs))
   idx = np.stack([np.arange(9), np.arange(40, 49)] * 4).astype(np.int32)

@@ -243,3 +243,34 @@ def test_skeleton_bones_sum():
   for child, parent in skeleton.bones():
     pose[child] = pose[parent] + [0.0, 0.1, 0.0]
   assert trajectory_baseline.summed_bones(pose) == pytest.approx(1.6)
+
+
+def test_training_targets_are_rescaled_to_the_reference_person(h36m_data_cfg):
+  train, info = dataset.load_sequences(h36m_data_cfg, "train")
+  sizes = dataset.subject_sizes(train)
+  assert set(sizes) == {"S1", "S5"} and all(3.0 < v < 5.5 for v in sizes.values())
+  plain, tinfo = dataset.trajectory_view(train, info)
+  scaled, _ = dataset.trajectory_view(train, info, reference_bones=4.0)
+  assert tinfo.joints_left == () and tinfo.root_joint == 0
+  for s, p, q in zip(train, plain, scaled):
+    np.testing.assert_array_equal(p.keypoints_2d, s.rays_2d)
+    np.testing.assert_allclose(p.positions_3d[:, 0], s.root_3d)
+    np.testing.assert_allclose(q.positions_3d[:, 0], s.root_3d * 4.0 / sizes[s.subject],
+                               rtol=1e-6)
+
+
+def test_known_size_scales_each_subjects_roots(h36m_data_cfg):
+  sequences, info = dataset.load_sequences(h36m_data_cfg, "test")
+  sizes = dataset.subject_sizes(sequences)
+  ref = trajectory.REFERENCE_BONES_M
+
+  class ReferenceSized:  # the true roots of each subject if it were the reference size
+    def predict_sequences(self, rays, progress=None):
+      return [np.asarray(s.root_3d[:len(r)])[:, None] * ref / sizes[s.subject]
+              for s, r in zip(sequences, rays)]
+  known = evaluation.evaluate(None, sequences, info, progress=False, trajectory=ReferenceSized(),
+                              known_size=True)
+  unknown = evaluation.evaluate(None, sequences, info, progress=False,
+                                trajectory=ReferenceSized())
+  assert known["average"]["mrpe"] == pytest.approx(0.0, abs=1e-3)
+  assert unknown["average"]["mrpe"] > 20.0

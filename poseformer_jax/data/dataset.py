@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from poseformer_jax.data import h36m, mpi_inf_3dhp, synthetic, synthetic_3dhp
+from poseformer_jax.data import h36m, mpi_inf_3dhp, skeleton, synthetic, synthetic_3dhp
 from poseformer_jax.data.selection import parse_list
 from poseformer_jax.data.types import DatasetInfo, Sequence
 from poseformer_jax.errors import ConfigError, DataError
@@ -77,21 +77,35 @@ def load_sequences(data_cfg, split: str) -> tuple[list[Sequence], DatasetInfo]:
   return READERS[dataset](data_cfg, split)
 
 
-def trajectory_view(sequences: list[Sequence], info: DatasetInfo
+def subject_sizes(sequences: list[Sequence]) -> dict[str, float]:
+  """Each subject's mean summed bone length (metres) over its sequences' 3D frames."""
+  sums: dict[str, list] = {}
+  for s in sequences:
+    if s.positions_3d is not None and s.positions_3d.shape[1] == skeleton.NUM_JOINTS:
+      sums.setdefault(s.subject, []).append(skeleton.bone_lengths(s.positions_3d).sum(-1))
+  return {k: float(np.mean(np.concatenate(v))) for k, v in sums.items()}
+
+
+def trajectory_view(sequences: list[Sequence], info: DatasetInfo, reference_bones: float = 0.0
                     ) -> tuple[list[Sequence], DatasetInfo]:
   """The sequences as a trajectory model trains on them: its input and target in the
   fields the training pipeline reads.
 
   keypoints_2d becomes the rays (T, J, 2) and positions_3d the root's camera-frame
   position (T, 1, 3) metres; the DatasetInfo keeps the 2D flip partners and has
-  one 3D joint (mirroring negates its x). Raises DataError for sequences without
-  rays or roots (datasets without camera calibration).
+  one 3D joint (mirroring negates its x). With `reference_bones` > 0 each subject's
+  roots are scaled by reference_bones / its summed bone length (`subject_sizes`):
+  where that subject would stand if it were the reference person's size (same rays),
+  so the model learns one person's size, not each training subject's. Raises
+  DataError for sequences without rays or roots (no camera calibration).
   """
+  sizes = subject_sizes(sequences) if reference_bones > 0 else {}
   out = []
   for s in sequences:
     if s.rays_2d is None or s.root_3d is None:
       raise DataError(f"{s.subject} {s.action} camera {s.camera}: no camera rays / root "
                       "positions, so no trajectory training on this dataset")
+    scale = reference_bones / sizes[s.subject] if sizes else 1.0
     out.append(dataclasses.replace(s, keypoints_2d=s.rays_2d,
-                                   positions_3d=np.asarray(s.root_3d)[:, None]))
+                                   positions_3d=(np.asarray(s.root_3d) * scale)[:, None]))
   return out, dataclasses.replace(info, root_joint=0, joints_left=(), joints_right=())

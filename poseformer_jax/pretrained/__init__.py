@@ -31,6 +31,7 @@ DEFAULT_CHECKPOINT = PREFIX + DEFAULT  # what lifting uses unless told otherwise
 CHECK_FLAGS = ("--config.data.subjects_test=S8", "--config.data.keypoints=gt",
                "--config.eval.max_frames=200")
 CHECK_LINE = "Check subset P1"  # the card line: "Check subset P1: 48.222 mm (...)"
+CHECK_MRPE_LINE = "Check subset MRPE"  # models with a trajectory: "Check subset MRPE: 131.2 mm"
 
 
 class UnknownPretrainedError(PoseFormerError, ValueError):
@@ -66,7 +67,19 @@ def model_card(spec: str, root: Path = _HERE) -> str:
 
 def check_p1(spec: str, root: Path = _HERE) -> float:
   """The P1 (mm) a model's card records for `CHECK_FLAGS`."""
-  match = re.search(re.escape(CHECK_LINE) + r": ([0-9.]+) mm", model_card(spec, root))
+  return _card_figure(spec, root, CHECK_LINE)
+
+
+def check_mrpe(spec: str, root: Path = _HERE) -> float | None:
+  """The MRPE (mm) a model's card records for `CHECK_FLAGS`; None without a trajectory."""
+  try:
+    return _card_figure(spec, root, CHECK_MRPE_LINE)
+  except PoseFormerError:
+    return None
+
+
+def _card_figure(spec: str, root: Path, line: str) -> float:
+  match = re.search(re.escape(line) + r": ([0-9.]+) mm", model_card(spec, root))
   if match is None:
-    raise PoseFormerError(f"{spec}: the model card has no '{CHECK_LINE}: ... mm' line")
+    raise PoseFormerError(f"{spec}: the model card has no '{line}: ... mm' line")
   return float(match.group(1))

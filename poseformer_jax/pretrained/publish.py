@@ -61,6 +61,14 @@ _CARD_ONLY = flags.DEFINE_bool("card_only", False, "Keep the already published w
                                 "rewrite only the card and the curve (e.g. with --check_json).")
 _CHECK_JSON = flags.DEFINE_string("check_json", None, "eval.py --output of the published "
                                   "weights with pretrained.CHECK_FLAGS (the card's check line).")
+_TRAJ = flags.DEFINE_string("trajectory_workdir", None, "A trajectory model's training run: its "
+                            "best parameters ship as NAME/trajectory/ (float16), and the card "
+                            "gains the root-trajectory section (eval JSONs of the bundle).")
+_TRAJ_AVERAGE = flags.DEFINE_list("trajectory_average_with", [], "Other trajectory runs averaged "
+                                  "with it (a uniform model soup).")
+_TRAJ_COMMAND = flags.DEFINE_string("trajectory_command", "", "The trajectory's training command.")
+_BASELINE_JSON = flags.DEFINE_list("baseline_json", [], "eval.py --trajectory_baseline=pinhole "
+                                   "outputs, one per --eval_json (the card's baseline rows).")
 
 
 def read_log(workdir: Path) -> list[dict]:
@@ -118,8 +126,10 @@ def write_weights(workdir: Path, out_dir: Path, average_with: list[Path] = ()):
   return config, params
 
 
-def plot_curve(records: list[dict], png: Path, title: str) -> None:
-  """Train loss and validation P1 (mm) per epoch, one PNG."""
+def plot_curve(records: list[dict], png: Path, title: str, val_key: str = "val_p1",
+               val_label: str = "validation P1 on S8 (mm)",
+               loss_label: str = "train loss (MPJPE, mm)") -> None:
+  """Train loss and the validation error (mm) per epoch, one PNG."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -128,10 +138,10 @@ def plot_curve(records: list[dict], png: Path, title: str) -> None:
   for r0, r1 in zip(records, records[1:]):
     if r1.get("stage", 0) != r0.get("stage", 0):  # a continued run starts here
       ax.axvline(r0["step"], color="grey", ls=":", lw=1)
-  ax.plot(steps, [r["train_loss_mm"] for r in records], "o-", label="train loss (MPJPE, mm)")
-  val = [(r["step"], r["val_p1"]) for r in records if r.get("val_p1") is not None]
+  ax.plot(steps, [r["train_loss_mm"] for r in records], "o-", label=loss_label)
+  val = [(r["step"], r[val_key]) for r in records if r.get(val_key) is not None]
   if val:
-    ax.plot(*zip(*val), "s-", label="validation P1 on S8 (mm)")
+    ax.plot(*zip(*val), "s-", label=val_label)
   ax.set_xlabel("optimizer step")
   ax.set_ylabel("mm")
   ax.set_title(title)
@@ -166,7 +176,8 @@ def size_of(folder: Path) -> int:
 
 def card_text(name: str, config, records: list[dict], results: list[dict], labels: list[str],
               command: str, hardware: str, size: int, notes: str,
-              check: dict | None = None, average_with: tuple = ()) -> str:
+              check: dict | None = None, average_with: tuple = (),
+              extra: list[str] = ()) -> str:
   """The model card (markdown). `records` may span several continued runs (`read_lineage`)."""
   m, t, d = config.model, config.train, config.data
   hours = sum(r.get("epoch_time_s", 0.0) for r in records) / 3600.0
@@ -231,9 +242,87 @@ def card_text(name: str, config, records: list[dict], results: list[dict], label
   lines += [
       f"![learning curve]({name}.png)", "",
   ]
+  lines += list(extra)
   if notes:
     lines += [notes.strip(), ""]
   return "\n".join(lines)
+
+
+ROOT_KEYS = ("mrpe", "mrpe_x", "mrpe_y", "mrpe_z", "abs_mpjpe")
+
+
+def trajectory_table(results: list[dict], labels: list[str]) -> str:
+  """Markdown: one row per action, MRPE (x/y/z) and absolute MPJPE per evaluated 2D source."""
+  head = "| action | " + " | ".join(f"{lab} MRPE | x | y | z | abs. MPJPE" for lab in labels) + " |"
+  rows = [head, "|---|" + "---:|" * (len(ROOT_KEYS) * len(labels))]
+  for name in list(results[0]["actions"]) + ["**Average**"]:
+    cells = []
+    for res in results:
+      entry = res["average"] if name == "**Average**" else res["actions"].get(name, {})
+      cells += [f"{entry[k]:.0f}" if entry.get(k) is not None else "-" for k in ROOT_KEYS]
+    rows.append(f"| {name} | " + " | ".join(cells) + " |")
+  return "\n".join(rows)
+
+
+def trajectory_section(name: str, config, records: list[dict], results: list[dict],
+                       labels: list[str], baselines: list[dict], command: str, hardware: str,
+                       size: int, check: dict | None) -> list[str]:
+  """The card's root-trajectory section (markdown lines); `config` is the trajectory model's."""
+  m, t, d = config.model, config.train, config.data
+  hours = sum(r.get("epoch_time_s", 0.0) for r in records) / 3600.0
+  steps = records[-1]["step"] if records else 0
+  best = min((r for r in records if r.get("val_mrpe") is not None),
+             key=lambda r: r["val_mrpe"], default=None)
+  lines = [
+      "## Root trajectory (where the person is)", "",
+      f"`pretrained:{name}` carries a trajectory model (`trajectory/`, "
+      f"{size / 1e6:.1f} MB in float16): from {m.num_frames} frames of 2D rays (pixels over the "
+      "focal length, so any camera) to the root joint's camera-frame position, metres. "
+      "`lift` adds it to every output; `eval.py` scores it: MRPE (mean root position error, "
+      "the Euclidean distance between the predicted and the true root), its x/y/z parts and "
+      "the absolute MPJPE (pose + root against the true camera-frame joints), mm.", "",
+      " · ".join(f"{lab}: MRPE {res['average']['mrpe']:.0f} mm" for lab, res in
+                 zip(labels, results)), "",
+      trajectory_table(results, labels), ""]
+  for lab, base in zip(labels, baselines):
+    lines.append(f"- No-learning pinhole baseline (`eval.py --trajectory_baseline=pinhole`: depth "
+                 f"from the summed 2D bone lengths and the training subjects' mean skeleton), "
+                 f"{lab}: MRPE {base['average']['mrpe']:.0f} mm.")
+  lines += [
+      f"- Data: subjects `{d.subjects_train}` (test `{d.subjects_test}`), 2D `{d.keypoints}`"
+      + (f" plus `{d.keypoints_mix}`" if d.get("keypoints_mix") else "")
+      + f", flip, ray noise up to {d.noise_std}, a random camera rotation per window (tilt, pan, "
+      f"roll up to {', '.join(f'{a:g}' for a in d.camera_rotation)} degrees), roots rescaled to "
+      f"the reference person's size ({d.reference_bones} m of summed bones).",
+      f"- Recipe: AdamW, peak lr {t.learning_rate}, `{t.schedule}`, batch {t.batch_size}, "
+      f"{len(records)} epochs of {t.max_steps_per_epoch} steps = {steps} steps; loss: the root's "
+      "Euclidean error over its true depth.",
+      f"- Hardware and time: {hardware}; {hours:.2f} h of training steps.",
+      "- Best validation MRPE: " + (f"{best['val_mrpe']:.1f} mm at step {best['step']} (first "
+                                    f"{config.eval.max_frames} frames of each test sequence)."
+                                    if best else "none."),
+      "", "Command:", "", "```", command, "```", ""]
+  if check is not None and check["average"].get("mrpe") is not None:
+    lines += [f"{pretrained.CHECK_MRPE_LINE}: {check['average']['mrpe']:.1f} mm (the check "
+              "subset above; `tests/test_pretrained.py` allows 2 mm).", ""]
+  lines += [f"![trajectory learning curve]({name}-trajectory.png)", ""]
+  return lines
+
+
+def publish_trajectory(out: Path, name: str, results: list[dict], labels: list[str],
+                       check: dict | None) -> list[str]:
+  """Writes NAME/trajectory/ (unless there) and its curve; returns the card's section."""
+  target = out / name / ckpt_lib.TRAJECTORY_DIR
+  if not target.exists():
+    write_weights(Path(_TRAJ.value), target, [Path(p) for p in _TRAJ_AVERAGE.value])
+  _, _, config = ckpt_lib.load_checkpoint(target)
+  records = read_log(Path(_TRAJ.value))
+  plot_curve(records, out / f"{name}-trajectory.png", f"pretrained:{name} trajectory",
+             val_key="val_mrpe", val_label="validation MRPE (mm)",
+             loss_label="train loss (root error / depth, x1000)")
+  baselines = [json.loads(Path(p).read_text()) for p in _BASELINE_JSON.value]
+  return trajectory_section(name, config, records, results, labels, baselines,
+                            _TRAJ_COMMAND.value, _HARDWARE.value, size_of(target), check)
 
 
 def main(argv) -> int:
@@ -260,9 +349,11 @@ def main(argv) -> int:
     check = json.loads(Path(_CHECK_JSON.value).read_text()) if _CHECK_JSON.value else None
     plot_curve(records, out / f"{_NAME.value}.png", f"pretrained:{_NAME.value}")
     notes = Path(_NOTES.value).read_text() if _NOTES.value else ""
+    extra = (publish_trajectory(out, _NAME.value, results, labels, check) if _TRAJ.value
+             else [])
     (out / f"{_NAME.value}.md").write_text(card_text(
         _NAME.value, config, records, results, labels, _COMMAND.value, _HARDWARE.value, size,
-        notes, check, tuple(_AVERAGE.value)))
+        notes, check, tuple(_AVERAGE.value), extra))
   except (PoseFormerError, OSError, ValueError, KeyError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
