@@ -65,6 +65,11 @@ def data_config() -> ml_collections.ConfigDict:
       flip_augment=True,                # mirrored copy of every training sample
       noise_std=0.0,                    # 2D input noise augmentation (normalised units, 0.01 = 5 px
                                         # at 1000 px): per-sample std uniform in [0, noise_std]
+      joint_noise="",                   # 2D source (e.g. 'sh_pt_mpii') whose per-joint errors shape
+                                        # extra training noise (`augment.DetectorNoise`)
+      joint_noise_scale=1.0,            # x those per-joint standard deviations
+      joint_noise_prob=0.5,             # fraction of training windows that get it
+      swap_prob=0.0,                    # per frame and left/right pair: swapped 2D (noisy windows)
       camera_rotation=(0.0, 0.0, 0.0),  # trajectory models: max random camera tilt/pan/roll, deg
       reference_bones=0.0,              # trajectory models: >0 rescales each subject's roots to
                                         # this summed bone length (m; see `trajectory_view`)

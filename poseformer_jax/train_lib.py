@@ -248,9 +248,7 @@ def _start(run: _Run) -> tuple[TrainState, LoopState]:
       "global_batch": int(config.train.batch_size), "seed": int(config.train.seed),
       "shuffle_seed": int(config.data.shuffle_seed),
       "dropout_key": list(step_lib.key_tuple(dropout_key)), "grad_accum_steps": accum}
-  spec = step_lib.step_spec(run.model, optimizer, mesh, dropout_key, accum_steps=accum,
-                            noise_std=float(config.data.get("noise_std", 0.0)),
-                            camera_rotation=tuple(config.data.get("camera_rotation", (0, 0, 0))))
+  spec = step_lib.spec_from_config(config, run.model, optimizer, mesh, dropout_key, accum)
   jitted = jax.jit(step_lib.train_step, **step_lib.jit_kwargs(mesh))
   run.step_fn = lambda state, batch: jitted(state, batch, spec)
   main = jax.process_index() == 0

@@ -48,6 +48,7 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from poseformer_jax import architectures
+from poseformer_jax import augment
 from poseformer_jax import cpu_tuning
 from poseformer_jax import model as model_lib
 from poseformer_jax import parallel
@@ -200,7 +201,9 @@ class StepSpec:
   model: the PoseFormerV2. optimizer: an `Optimizer` (or any hashable object
   with optax's init/update). mesh: the 1-D 'data' mesh. dropout_key: the raw
   uint32 key as a tuple of ints. accum_steps: microbatches per step.
-  noise_std: 2D input noise (`add_input_noise`).
+  noise_std: 2D input noise (`add_input_noise`). camera_rotation: trajectory
+  training's random camera turn (`trajectory.rotate_cameras`). detector_noise:
+  `augment.DetectorNoise` or None.
   """
 
   model: model_lib.PoseFormerV2
@@ -210,14 +213,19 @@ class StepSpec:
   accum_steps: int = 1
   noise_std: float = 0.0
   camera_rotation: tuple[float, float, float] = (0.0, 0.0, 0.0)
+  detector_noise: augment.DetectorNoise | None = None
 
 
-def _loss(params, inputs, targets, rng, *, model, noise_std, camera_rotation):
+def _loss(params, inputs, targets, rng, *, model, noise_std, camera_rotation=(0.0, 0.0, 0.0),
+          detector_noise=None):
   """The batch's loss: MPJPE for pose models; for trajectory models the inverse-depth
-  weighted root error, after a random camera rotation per window."""
+  weighted root error, after a random camera rotation per window. Detector-shaped
+  noise (`augment.DetectorNoise`), then the isotropic noise, on the inputs."""
   if architectures.is_trajectory(model):
     rng, k_rot = jax.random.split(rng)
     inputs, targets = trajectory.rotate_cameras(inputs, targets, k_rot, camera_rotation)
+  if detector_noise is not None:
+    inputs, rng = detector_noise.apply(inputs, rng)
   inputs, rng = add_input_noise(inputs, rng, noise_std)
   pred = model.apply({"params": params}, inputs, deterministic=False, rngs={"dropout": rng})
   if architectures.is_trajectory(model):
@@ -262,7 +270,8 @@ def train_step(state: TrainState, batch: dict, spec: StepSpec) -> tuple[TrainSta
   rng = jax.random.fold_in(jnp.asarray(spec.dropout_key, jnp.uint32), state.step)
   grad_fn = jax.value_and_grad(functools.partial(_loss, model=spec.model,
                                                  noise_std=spec.noise_std,
-                                                 camera_rotation=spec.camera_rotation))
+                                                 camera_rotation=spec.camera_rotation,
+                                                 detector_noise=spec.detector_noise))
   if spec.accum_steps == 1:
     loss, grads = grad_fn(state.params, batch["inputs"], batch["targets"], rng)
   else:
@@ -275,14 +284,27 @@ def train_step(state: TrainState, batch: dict, spec: StepSpec) -> tuple[TrainSta
 
 def step_spec(model: model_lib.PoseFormerV2, optimizer, mesh: Mesh, dropout_key: np.ndarray,
               accum_steps: int = 1, noise_std: float = 0.0,
-              camera_rotation=(0.0, 0.0, 0.0)) -> StepSpec:
+              camera_rotation=(0.0, 0.0, 0.0),
+              detector_noise: augment.DetectorNoise | None = None) -> StepSpec:
   """The `StepSpec` of a run; on a CPU the model's spatial attention is the form
   `cpu_tuning` picks for speed (same parameters, same values). `camera_rotation`:
   the largest random camera tilt, pan and roll (degrees) of trajectory training."""
   return StepSpec(model=cpu_tuning.tuned_model(model), optimizer=optimizer, mesh=mesh,
                   dropout_key=key_tuple(dropout_key), accum_steps=int(accum_steps),
                   noise_std=float(noise_std),
-                  camera_rotation=tuple(float(a) for a in camera_rotation))
+                  camera_rotation=tuple(float(a) for a in camera_rotation),
+                  detector_noise=detector_noise)
+
+
+def spec_from_config(config, model, optimizer, mesh: Mesh, dropout_key: np.ndarray,
+                     accum_steps: int = 1) -> StepSpec:
+  """The run's `StepSpec`, its augmentation from ``config.data`` (noise_std,
+  camera_rotation, the detector noise of `augment.from_config`)."""
+  d = config.data
+  return step_spec(model, optimizer, mesh, dropout_key, accum_steps=accum_steps,
+                   noise_std=float(d.get("noise_std", 0.0)),
+                   camera_rotation=tuple(d.get("camera_rotation", (0.0, 0.0, 0.0))),
+                   detector_noise=augment.from_config(d))
 
 
 def microbatches(setting: int, model_cfg, global_batch: int, mesh: Mesh) -> int:
