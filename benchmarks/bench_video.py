@@ -6,7 +6,10 @@
 What is timed (each stage on the same frames, frames/s = frames / seconds):
 
 * detect — MediaPipe Pose (full model, bundled) on every decoded frame, video decoding
-  included (`poseformer_jax.video.detect.detect_video`);
+  included (`poseformer_jax.video.detect.detect_video`: one person, what ``--stream`` and
+  ``poseformer-jax detect`` use);
+* people — every person found and followed, video decoding included
+  (`poseformer_jax.video.people.detect_people`: what ``poseformer-jax lift VIDEO`` uses);
 * fill   — gap interpolation (`gaps.fill_gaps`);
 * lift   — the batched offline lift of the clip (`poseformer_jax.lifter.Lifter`), warm (the
   first call, with JIT compilation, is reported separately);
@@ -32,7 +35,7 @@ from bench_lift import random_checkpoint
 from poseformer_jax import gaps, pretrained
 from poseformer_jax.lifter import Lifter
 from poseformer_jax.stream import StreamingLifter
-from poseformer_jax.video import detect, formats, render
+from poseformer_jax.video import detect, formats, people, render
 
 CLIP = common.REPO.parent / "shared" / "data" / "video" / "skater.mp4"
 
@@ -56,6 +59,8 @@ def run_stages(video: Path, frames: int | None, lifter: Lifter) -> tuple[list, d
   t, size, fps = len(det["keypoints"]), (det["width"], det["height"]), det["fps"] or 25.0
   kps = formats.to_h36m(det["keypoints"], det["scores"], det["layout"], None, det["detected"])
   rows = [["detect", t, secs]]
+  found, secs = _timed(lambda: people.detect_people(video, max_frames=frames, progress=False))
+  rows.append(["people", found["frames"], secs])
   (filled, mask), secs = _timed(lambda: gaps.fill_gaps(kps))
   rows.append(["fill", t, secs])
   poses, cold = _timed(lambda: lifter(filled, size))
@@ -75,7 +80,8 @@ def run_stages(video: Path, frames: int | None, lifter: Lifter) -> tuple[list, d
                                                  image_size=size, filled=mask, progress=False))
   rows.append(["render", t, secs])
   facts = {"frames": t, "image_size": list(size), "fps": fps,
-           "detected": float(det["detected"].mean()), "lift_first_call_s": cold}
+           "detected": float(det["detected"].mean()), "lift_first_call_s": cold,
+           "tracks": {tid: int(len(f)) for tid, (f, _, _) in found["tracks"].items()}}
   return rows, facts
 
 
@@ -98,7 +104,7 @@ def main(argv=None) -> int:
   title = (f"{video.name}: {facts['frames']} frames {facts['image_size'][0]}x"
            f"{facts['image_size'][1]}, person found in {100 * facts['detected']:.0f} %; model "
            f"{name} (F={lifter.num_frames}); lift's first call (JIT) "
-           f"{facts['lift_first_call_s']:.1f} s")
+           f"{facts['lift_first_call_s']:.1f} s; tracks (frames): {facts['tracks']}")
   table = [[stage, n, secs, n / secs] for stage, n, secs in rows]
   return common.report(["stage", "frames", "seconds", "frames/s"], table, title,
                        fv["json"].value, {"rows": table, **facts, "model": name})

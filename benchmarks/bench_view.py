@@ -67,14 +67,14 @@ def lifted_minute() -> tuple[np.ndarray, np.ndarray, tuple[int, int], np.ndarray
 def looped_video(rows: np.ndarray, folder: Path) -> Path:
   """skater.mp4's frames in the order `rows` as an mp4 in `folder`."""
   import imageio.v2 as iio
-  from poseformer_jax.video.render import _open_writer, _quiet_ffmpeg_start, video_info
+  from poseformer_jax.video.ffmpeg import open_writer, quiet, video_info
   w, h = video_info(VIDEO)["size"]
-  with _quiet_ffmpeg_start():
+  with quiet():
     reader = iio.get_reader(str(VIDEO), format="FFMPEG")
     frames = [f for f in reader]  # not list(reader): its length hint is infinite
     reader.close()
     out = folder / "skater_minute.mp4"
-    writer = _open_writer(out, (w, h), FPS, 1.0)
+    writer = open_writer(out, (w, h), FPS, 1.0)
   try:
     for r in rows:
       writer.send(frames[r])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -366,24 +367,28 @@ def test_mediapipe_matches_the_shared_detections(tmp_path):
 @needs_mediapipe
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 def test_one_command_on_the_real_clips(tmp_path, ckpt_dir):
-  """``poseformer-jax lift VIDEO --render x.mp4`` on the first 60 frames of each clip."""
+  """``poseformer-jax lift VIDEO --person largest --render x.mp4`` on the first 60 frames of
+  each clip: one person's outputs, the detections of everybody as a records file."""
   import imageio.v2 as iio
   for name, size in CLIPS.items():
     out = tmp_path / Path(name).stem
     out.mkdir()
-    proc = run_cli("lift", VIDEO_DIR / name, "--render", out / "x.mp4", "--contact-sheet",
-                   out / "x.png", "--max-frames=60", f"--checkpoint={ckpt_dir}")
+    proc = run_cli("lift", VIDEO_DIR / name, "--person=largest", "--render", out / "x.mp4",
+                   "--contact-sheet", out / "x.png", "--max-frames=60",
+                   f"--checkpoint={ckpt_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "person found in 60/60 frames" in proc.stdout or "person found in 5" in proc.stdout
+    assert re.search(r"track \d+ found in (60|5\d)/60 frames", proc.stdout), proc.stdout
     for stage in ("detect", "fill", "lift", "render"):
       assert f"\n  {stage} " in proc.stdout, proc.stdout
     with np.load(out / "x.npz") as f:
-      assert f["poses_3d"].shape == (60, 17, 3) and tuple(f["image_size"]) == size
-    back, got_size, _ = formats.load_keypoints(out / f"{Path(name).stem}_mediapipe33.npz",
-                                               "mediapipe33")
-    assert back.shape == (60, 17, 2) and got_size == size
-    assert json.loads((out / "x.json").read_text())["frames"][59]["frame"] == 59
+      assert f["poses_3d"].shape[1:] == (17, 3) and tuple(f["image_size"]) == size
+      rows, first = len(f["poses_3d"]), int(f["first_frame"])
+      assert rows + first == 60 and first <= 2
+    found = tracks.read_tracks(out / f"{Path(name).stem}_mediapipe33.json", "mediapipe33")
+    assert tracks.records_info(out / f"{Path(name).stem}_mediapipe33.json")[0] == size
+    assert max(len(f) for f, _, _ in found.values()) == rows
+    assert json.loads((out / "x.json").read_text())["frames"][-1]["frame"] == 59
     assert (out / "x.bvh").is_file() and (out / "x.png").is_file()
     reader = iio.get_reader(out / "x.mp4", format="FFMPEG")
-    assert sum(1 for _ in reader) == 60
+    assert sum(1 for _ in reader) == rows
     reader.close()

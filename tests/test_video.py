@@ -21,7 +21,7 @@ from poseformer_jax import model as model_lib
 from poseformer_jax.checkpoint import load_checkpoint, save_params
 from poseformer_jax.data import cameras, skeleton
 from poseformer_jax.errors import DataError
-from poseformer_jax.video import bvh, export, formats, render
+from poseformer_jax.video import bvh, export, figure, formats, render
 
 lift_module = importlib.import_module("poseformer_jax.lift_command.main")  # the command
 lift = poseformer_jax.lift
@@ -418,7 +418,7 @@ def test_npz_and_json_exports(tmp_path):
 def test_renderer_places_2d_skeleton_on_image_pixels():
   """A bone drawn on the blank canvas lands where its pixels are (scaled to the panel)."""
   size = (640, 480)
-  r = render.PoseRenderer(size, height=240)
+  r = figure.PoseRenderer(size, height=240)
   kps = np.full((17, 2), np.nan)  # not drawn
   kps[[11, 12]] = [[100, 100], [300, 100]]  # left upper arm, horizontal
   kps[[14, 15]] = [[100, 300], [300, 300]]  # right upper arm
@@ -430,9 +430,9 @@ def test_renderer_places_2d_skeleton_on_image_pixels():
   blue, red = np.array([0x1f, 0x6f, 0xd1]), np.array([0xe0, 0x30, 0x2a])
   assert np.abs(colour(200, 100) - blue).max() < 40
   assert np.abs(colour(200, 300) - red).max() < 40
-  assert (colour(200, 200) == render._BLANK).all()
+  assert (colour(200, 200) == figure._BLANK).all()
   # 3D: camera y points down, the plot's third axis up.
-  up = render.PoseRenderer._to_plot(np.array([[0.0, -1.0, 0.0]]))
+  up = figure.PoseRenderer._to_plot(np.array([[0.0, -1.0, 0.0]]))
   assert up[0, 2] == 1.0
 
 
@@ -456,6 +456,38 @@ def test_render_video_blank_canvas_mp4_gif_and_sheet(tmp_path):
   assert sheet.shape[0] > 96 * 3 and sheet.std() > 5
   with pytest.raises(DataError, match="use .mp4 or .gif"):
     render.render_video(None, kps, poses, tmp_path / "r.avi", fps=10, image_size=(640, 480))
+
+
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # our read-back starts ffmpeg
+def test_several_people_in_one_render(tmp_path):
+  """Two people with overlapping frames: one video from the first's first frame to the
+  second's last, both skeletons drawn where their pixels are, 3D roots in a row."""
+  import imageio.v2 as iio2
+  size = (640, 480)
+  person = formats.coco_to_h36m(_coco_frame())  # a person facing the camera, x 65-135 px
+  a = np.stack([person + [60 + i, 150] for i in range(6)])  # on the left of the image
+  b = np.stack([person + [360 - i, 150] for i in range(7)])  # on the right
+  poses = _rigid_motion(7)[0]
+  people = [dict(track="7", frames=np.arange(0, 6), keypoints_2d=a, poses_3d=poses[:6]),
+            dict(track="2", frames=np.arange(3, 10), keypoints_2d=b, poses_3d=poses)]
+  where = render.offsets(people)
+  assert where[0][0, 0] == -0.5 and where[1][0, 0] == 0.5  # left to right as in the image
+  assert render.offsets(people[:1])[0].max() == 0.0  # one person: centred
+  out = render.render_people(None, people, tmp_path / "two.mp4", fps=10, image_size=size,
+                             height=240, progress=False)
+  reader = iio2.get_reader(out[0], format="FFMPEG")
+  frames = [f for f in reader]
+  reader.close()
+  assert len(frames) == 10
+  r = figure.PoseRenderer(size, people=2, height=240)
+  img = r.draw_people(None, [figure.Drawn(a[4], poses[4], label="7"),
+                             figure.Drawn(b[1], poses[1], label="2", offset=(0.5, 0, 0))])
+  scale = r.height / size[1]
+  for kps in (a[4], b[1]):  # a pixel on each person's left forearm is the left colour
+    x, y = (kps[12] + kps[13]) / 2 * scale
+    assert np.abs(img[int(round(y)), int(round(x))].astype(int) - [0x1f, 0x6f, 0xd1]).max() < 60
+  with pytest.raises(DataError, match="room for 2"):
+    r.draw_people(None, [figure.Drawn(a[0], poses[0])] * 3)
 
 
 # --- CLI ----------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 
 from poseformer_jax import view
 from poseformer_jax.errors import DataError
-from poseformer_jax.video import render
+from poseformer_jax.video import ffmpeg, figure
 from poseformer_jax.view import command, page
 from view_fixtures import arm_clip, floats, page_data, project, write_single, write_tracks
 
@@ -46,9 +46,9 @@ def test_single_result_round_trip(tmp_path):
   drawn = floats(data["tracks"][0]["poses"], (12, 17, 3))
   np.testing.assert_allclose(drawn, poses * [1, -1, -1], atol=1e-6)  # y up, in place
   assert data["tracks"][0]["trail"] is False
-  assert data["boneColours"] == [render.LEFT_COLOUR if c in (4, 5, 6, 11, 12, 13)
-                                 else render.RIGHT_COLOUR if c in (1, 2, 3, 14, 15, 16)
-                                 else render.CENTRE_COLOUR for _, c in render.BONES]
+  assert data["boneColours"] == [figure.LEFT_COLOUR if c in (4, 5, 6, 11, 12, 13)
+                                 else figure.RIGHT_COLOUR if c in (1, 2, 3, 14, 15, 16)
+                                 else figure.CENTRE_COLOUR for _, c in figure.BONES]
   # the grid lies under the lowest joint (the ankles, 0.84 m below the pelvis)
   assert data["scene"]["ground"] == pytest.approx(-0.85, abs=1e-3)
 
@@ -209,7 +209,7 @@ def test_video_thumbnails_within_budget(tmp_path):
   from poseformer_jax.view.thumbnails import thumbnails
   video = tmp_path / "v.mp4"
   frames = [np.full((96, 128, 3), 8 * i, np.uint8) for i in range(24)]
-  with render._quiet_ffmpeg_start():
+  with ffmpeg.quiet():
     iio.mimwrite(video, frames, fps=24, macro_block_size=16)
   got = thumbnails(video, 4, 16, (128, 96), width=64)
   assert got["stride"] == 1 and len(got["images"]) == 16

@@ -283,9 +283,9 @@ def test_notebook_iframe_plays(open_page, tmp_path):
 
 def test_video_frame_under_the_2d_keypoints(open_page, tmp_path):
   import imageio.v2 as iio
-  from poseformer_jax.video.render import _quiet_ffmpeg_start
+  from poseformer_jax.video.ffmpeg import quiet
   video = tmp_path / "green.mp4"
-  with _quiet_ffmpeg_start():
+  with quiet():
     iio.mimwrite(video, [np.tile(np.array([40, 200, 60], np.uint8), (480, 640, 1))] * 12,
                  fps=30, macro_block_size=16)
   res = write_single(tmp_path / "g.npz", arm_clip(12), size=(640, 480))

@@ -4,7 +4,8 @@
 * `read_file` — a keypoint file: one person, or the people of a per-person
   records file with track ids (`poseformer_jax.video.tracks`), with image size
   and fps from flags, file or ``--video``.
-* `read_video` — a video through the detector (`poseformer_jax.video.detect`).
+* `read_video` — every person in a video, followed from frame to frame
+  (`poseformer_jax.video.people`), one track each.
 * `select` — the people ``--person`` asks for (all, the largest, one id), and
   whether the outputs are one person's or keyed by track.
 
@@ -23,7 +24,7 @@ import numpy as np
 from poseformer_jax.errors import DataError
 from poseformer_jax.lift_command.summary import Summary
 from poseformer_jax.lifter import check_image_size
-from poseformer_jax.video import detect, formats, render, tracks
+from poseformer_jax.video import ffmpeg, formats, people, tracks
 
 
 @dataclass
@@ -49,6 +50,11 @@ class Person:
   keypoints: np.ndarray
   estimates: np.ndarray | None = None
 
+  def found(self) -> np.ndarray:
+    """(N,) bool: the frames where the detector placed any joint of the person."""
+    known = self.keypoints if self.estimates is None else self.estimates
+    return np.isfinite(known).all(-1).any(-1)
+
 
 @dataclass
 class Clip:
@@ -72,7 +78,7 @@ def source(opts) -> Source:
     raise DataError("bad command line: give a VIDEO, a keypoint file (--keypoints FILE) or "
                     "--webcam (see --help)")
   path = Path(given)
-  if opts.input is not None and detect.is_video(path):
+  if opts.input is not None and ffmpeg.is_video(path):
     if not path.is_file():
       raise DataError(f"{path}: no such video file")
     if opts.video is not None and Path(opts.video).resolve() != path.resolve():
@@ -97,23 +103,23 @@ def read_file(opts, src: Source) -> Clip:
   found = tracks.read_tracks(src.path, src.fmt)
   size = fps = None
   if found is not None:  # per-person records; {None: ...} when they carry no track ids
-    people = [person(i, *found[i], src.fmt, opts.min_score) for i in tracks.sort_ids(found)
-              if i is not None] or [person(None, *found[None], src.fmt, opts.min_score)]
+    persons = [person(i, *found[i], src.fmt, opts.min_score) for i in tracks.sort_ids(found)]
+    size, fps = tracks.records_info(src.path)
   else:
     raw, scores, detected, size, fps = formats.read_keypoints(src.path, src.fmt)
-    people = [person(None, np.arange(len(raw)), raw, scores, src.fmt, opts.min_score,
-                     detected)]
+    persons = [person(None, np.arange(len(raw)), raw, scores, src.fmt, opts.min_score,
+                      detected)]
   size, fps = size_and_fps(opts, src, size, fps)
-  rows = sum(len(p.frames) for p in people)
-  print(f"read {rows} rows of {len(people)} {'person' if len(people) == 1 else 'people'} "
+  rows = sum(len(p.frames) for p in persons)
+  print(f"read {rows} rows of {len(persons)} {'person' if len(persons) == 1 else 'people'} "
         f"({src.fmt}) from {src.path}; image {size[0]}x{size[1]}, {fps:g} fps")
-  return Clip(people, size, fps, src.fmt, video=Path(opts.video) if opts.video else None,
-              tracked=people[0].id is not None)
+  return Clip(persons, size, fps, src.fmt, video=Path(opts.video) if opts.video else None,
+              tracked=persons[0].id is not None)
 
 
 def size_and_fps(opts, src: Source, size, fps) -> tuple[tuple[int, int], float]:
   """Image size (w, h) pixels and fps of keypoints: flags, else the file's, else --video's."""
-  video = render.video_info(opts.video) if opts.video is not None else None
+  video = ffmpeg.video_info(opts.video) if opts.video is not None else None
   if opts.image_size is not None:
     size = tuple(opts.image_size)
   if video is not None and size is not None and tuple(size) != tuple(video["size"]):
@@ -134,25 +140,29 @@ def size_and_fps(opts, src: Source, size, fps) -> tuple[tuple[int, int], float]:
 
 
 def read_video(opts, src: Source, summary: Summary) -> Clip:
-  """Detection over the video (timed as the stage "detect")."""
-  info = detect.open_video(src.path)
+  """Every person in the video (`poseformer_jax.video.people`; timed as the stage "detect"),
+  one track each."""
+  info = ffmpeg.video_info(src.path)
   if opts.image_size is not None and tuple(opts.image_size) != tuple(info["size"]):
     raise DataError(f"{src.path}: video is {info['size'][0]}x{info['size'][1]}, not "
                     f"--image-size {opts.image_size[0]}x{opts.image_size[1]}")
-  with summary.stage("detect", note="MediaPipe Pose, full") as row:
-    det = detect.detect_video(src.path, max_frames=opts.max_frames,
-                              progress=not opts.no_progress)
-    row[1] = (row[1] or 0) + len(det["keypoints"])
-  one = person(None, np.arange(len(det["keypoints"])), det["keypoints"], det["scores"],
-               det["layout"], opts.min_score, det["detected"])
+  with summary.stage("detect", note="MediaPipe Pose Landmarker, every person") as row:
+    det = people.detect_people(src.path, max_frames=opts.max_frames,
+                               progress=not opts.no_progress)
+    row[1] = (row[1] or 0) + det["frames"]
+  found = det["tracks"]
+  if not found:
+    raise DataError(f"{src.path}: no person in any of the {det['frames']} frames of the video")
+  persons = [person(i, *found[i], det["layout"], opts.min_score) for i in tracks.sort_ids(found)]
   fps = opts.fps or det["fps"] or 25.0
-  return Clip([one], tuple(info["size"]), fps, det["layout"], video=src.path, detections=det)
+  return Clip(persons, tuple(info["size"]), fps, det["layout"], video=src.path,
+              detections=det, tracked=True)
 
 
 def select(opts, clip: Clip, where: str) -> Clip:
   """The people ``--person`` (or ``--track``) asks for, within the first ``--max-frames``.
 
-  ``all`` (the default) lifts every track of at least ``--min-track-frames``
+  ``all`` (the default) lifts every track found in at least ``--min-track-frames``
   frames (outputs keyed by track); ``largest`` (the tallest in the image, median
   over its frames) or an id lifts that one person (one person's outputs). Errors
   name `where` (the input).
@@ -168,14 +178,14 @@ def select(opts, clip: Clip, where: str) -> Clip:
     return clip
   ids = [p.id for p in clip.people]
   if wanted == "all":
-    keep = [p for p in clip.people if len(p.frames) >= opts.min_track_frames]
+    keep = [p for p in clip.people if p.found().sum() >= opts.min_track_frames]
     if not keep:
-      longest = max(len(p.frames) for p in clip.people)
+      longest = max(int(p.found().sum()) for p in clip.people)
       raise DataError(f"{where}: no track has {opts.min_track_frames} or more frames (longest: "
                       f"{longest}); lower --min-track-frames")
     return replace(clip, people=keep)
   if wanted == "largest":
-    chosen = max(clip.people, key=lambda p: (height(p), len(p.frames)))
+    chosen = max(clip.people, key=lambda p: (height(p), int(p.found().sum())))
   elif wanted in ids:
     chosen = clip.people[ids.index(wanted)]
   else:

@@ -27,16 +27,22 @@ from poseformer_jax.video.formats import FORMATS
 USAGE = """\
 usage: poseformer-jax lift [INPUT] [flags]
 
-Lift people in a video (or 2D keypoints of one) to 3D with a PoseFormerV2 checkpoint: detect
-(MediaPipe, offline), fill gaps, lift, render side by side, export npz/JSON/BVH.
+Lift people in a video (or 2D keypoints of them) to 3D with a PoseFormerV2 checkpoint:
+detect every person (MediaPipe, offline) and follow them (track ids), fill gaps, lift each,
+render them side by side with the video, export npz/JSON/BVH.
 
   poseformer-jax lift VIDEO --render out.mp4      the whole pipeline on a video
+  poseformer-jax lift VIDEO --person largest      one person (the tallest in the image)
   poseformer-jax lift --keypoints k.npz --format mediapipe33 --output out.npz [...]
 
 INPUT is a video (.mp4, .avi, .mov, ...) or a keypoint file (same as --keypoints). Outputs
 are never overwritten unless --overwrite is given, and are written only when every stage
 has succeeded. With a video, --output/--json/--bvh/--save-keypoints default to files named
-after --output or --render (else <video name>_3d.* in the current folder)."""
+after --output or --render (else <video name>_3d.* in the current folder). With several
+people (--person all, the default for a video or a file with track ids) the npz and JSON
+are keyed by track (track_ids, track_<id>_poses_3d, ...) and --bvh writes one file per
+track. A joint that is never confident takes the detector's low-confidence estimate
+(marked low_confidence; one warning line)."""
 
 
 def _define_flags(fv: flags.FlagValues) -> None:
@@ -69,7 +75,7 @@ def _define_flags(fv: flags.FlagValues) -> None:
   i("max-frames", None, "use only the first N frames", flag_values=fv)
   s("person", "all", "who to lift when there are track ids: all (outputs keyed by track), "
     "largest (the tallest in the image) or a track id (one person's outputs)", flag_values=fv)
-  i("min-track-frames", 3, "with --person all, leave out tracks shorter than this",
+  i("min-track-frames", 3, "with --person all, leave out people found in fewer frames",
     flag_values=fv)
   s("track", None, "the same as --person ID", flag_values=fv)
   b("stream", False, "online lifting: feed frames one at a time (poseformer_jax.stream)",

@@ -24,7 +24,7 @@ from poseformer_jax.lift_command.inputs import Clip, Source
 from poseformer_jax.lift_command.summary import Summary
 from poseformer_jax.lifter import Lifter
 from poseformer_jax.stream import StreamingLifter
-from poseformer_jax.video import detect, formats
+from poseformer_jax.video import detect, ffmpeg, formats
 
 
 def _rows(opts, images, detector, raw: list, summary, info: dict):
@@ -67,8 +67,8 @@ def run_stream(opts, src: Source, lifter: Lifter, summary: Summary) -> tuple[lis
   if src.kind == "keypoints":
     images = _file_rows(opts, src, info)
   elif src.kind == "video":
-    info["fps"] = detect.open_video(src.path)["fps"]
-    images = detect.iter_frames(src.path, opts.max_frames)
+    info["fps"] = ffmpeg.video_info(src.path)["fps"]
+    images = ffmpeg.iter_frames(src.path, opts.max_frames)
   else:
     images = detect.iter_camera(opts.camera, opts.max_frames)
   detector = detect.MediaPipeDetector() if src.kind != "keypoints" else None

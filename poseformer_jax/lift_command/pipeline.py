@@ -69,11 +69,7 @@ def load_lifter(opts) -> Lifter:
 
 def choose(opts, src: Source, clip: Clip, summary: Summary) -> Clip:
   """`inputs.select`, with the facts of the summary; no person at all is an error."""
-  def seen(p: Person) -> np.ndarray:  # (N,) frames where any position of the person is known
-    known = p.keypoints if p.estimates is None else p.estimates
-    return np.isfinite(known).all(-1).any(-1)
-
-  found = [p for p in clip.people if seen(p).any()]
+  found = [p for p in clip.people if p.found().any()]
   if not found:
     frames = max((int(p.frames[-1]) + 1 for p in clip.people), default=0)
     what = "video" if src.kind == "video" else "file"
@@ -88,7 +84,7 @@ def choose(opts, src: Source, clip: Clip, summary: Summary) -> Clip:
         if dropped else ""))
   else:
     p = clip.people[0]
-    n = int(seen(p).sum())
+    n = int(p.found().sum())
     who = "person" if p.id is None else f"track {p.id}"
     summary.facts.append(f"{who} found in {n}/{len(p.frames)} frames "
                          f"({100 * n / len(p.frames):.1f} %)")

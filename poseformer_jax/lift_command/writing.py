@@ -21,7 +21,7 @@ from poseformer_jax.lift_command.summary import Summary
 from poseformer_jax.video import bvh, export, formats, render, tracks
 
 SUFFIXES = {"output": (".npz",), "json": (".json",), "bvh": (".bvh",),
-            "save_keypoints": (".npz",), "render": (".mp4", ".gif"), "gif": (".gif",),
+            "save_keypoints": (".json",), "render": (".mp4", ".gif"), "gif": (".gif",),
             "contact_sheet": (".png",), "html": (".html",)}
 _NOT_ARRAYS = ("track", "frames")
 
@@ -32,17 +32,21 @@ def plan_outputs(opts, src: Source) -> Outputs:
   detected = src.kind in ("video", "camera")
   if opts.save_keypoints and not detected:
     raise DataError("--save-keypoints is for detections (a video or --webcam input)")
+  # Detections: every person's as a records file (what `--person all` reads back); online
+  # lifting follows one person and writes the one-person keypoint npz.
+  online = opts.stream or src.kind == "camera"
+  kind = ".npz" if online else ".json"
   if detected:
     named = opts.output or opts.render
     prefix = Path(named).with_suffix("") if named else Path(f"{src.stem}_3d")
     defaults = {"output": f"{prefix}.npz", "json": f"{prefix}.json", "bvh": f"{prefix}.bvh",
-                "save_keypoints": prefix.parent / f"{src.stem}_mediapipe33.npz"}
+                "save_keypoints": prefix.parent / f"{src.stem}_mediapipe33{kind}"}
   else:
     defaults = {"output": f"{src.stem}_3d.npz"}
   for flag in SUFFIXES:
     value = getattr(opts, flag) or defaults.get(flag)
     if value:
-      out.add(flag, value)
+      out.add(flag, value, (kind,) if flag == "save_keypoints" else None)
   return out
 
 
@@ -51,10 +55,6 @@ def plan_people(opts, out: Outputs, clip: Clip) -> None:
   if not clip.tracked:
     return
   ids = [p.id for p in clip.people]
-  for flag in ("render", "gif", "contact_sheet", "save_keypoints"):
-    if flag in out.paths:
-      raise DataError(f"--{flag.replace('_', '-')}: not for several people at once; pick "
-                      f"one with --person ID (tracks: {', '.join(ids)})")
   if "bvh" in out.paths:
     base = out.paths.pop("bvh")
     for i in ids:
@@ -87,12 +87,8 @@ def write(opts, out: Outputs, clip: Clip, results: list[dict], summary: Summary)
       if "bvh" in p:
         bvh.write_bvh(out.tmp("bvh"), r["poses_3d"], clip.fps)
     if "save_keypoints" in p and clip.detections is not None:
-      d = clip.detections
-      formats.save_keypoints(out.tmp("save_keypoints"), d["keypoints"], d["scores"],
-                             d["detected"], width=clip.size[0], height=clip.size[1],
-                             fps=clip.fps, layout=d["layout"])
-  if not clip.tracked:
-    _render(opts, out, clip, results[0], summary)
+      _save_detections(out.tmp("save_keypoints"), clip)
+  _render(opts, out, clip, results, summary)
   if "html" in p:  # the viewer page of the npz just written
     with summary.stage("html"):
       view.write_html(out.tmp("html"), out.tmp("output"), video=clip.video,
@@ -103,18 +99,27 @@ def write(opts, out: Outputs, clip: Clip, results: list[dict], summary: Summary)
         "filled)" for r in results))
 
 
-def _render(opts, out: Outputs, clip: Clip, r: dict, summary: Summary) -> None:
+def _save_detections(path: Path, clip: Clip) -> None:
+  d = clip.detections
+  if "tracks" in d:  # every person: a records file
+    tracks.save_records(path, d["tracks"], width=clip.size[0], height=clip.size[1],
+                        fps=clip.fps, layout=d["layout"])
+  else:
+    formats.save_keypoints(path, d["keypoints"], d["scores"], d["detected"],
+                           width=clip.size[0], height=clip.size[1], fps=clip.fps,
+                           layout=d["layout"])
+
+
+def _render(opts, out: Outputs, clip: Clip, results: list[dict], summary: Summary) -> None:
+  """Everybody in one video (and one contact sheet): `render.render_people`."""
   p = out.paths
-  first = int(r["frames"][0])
-  marks = dict(filled=r["filled"], low_confidence=r["low_confidence"])
   videos = [out.tmp(k) for k in ("render", "gif") if k in p]
+  frames = len({int(f) for r in results for f in r["frames"]})
   if videos:
-    with summary.stage("render", len(r["poses_3d"])):
-      render.render_video(clip.video, r["keypoints_2d"], r["poses_3d"], videos, clip.fps,
-                          image_size=clip.size, progress=not opts.no_progress,
-                          first_frame=first, **marks)
+    with summary.stage("render", frames):
+      render.render_people(clip.video, results, videos, clip.fps, image_size=clip.size,
+                           progress=not opts.no_progress)
   if "contact_sheet" in p:
     with summary.stage("render"):
-      render.contact_sheet(clip.video, r["keypoints_2d"], r["poses_3d"],
-                           out.tmp("contact_sheet"), image_size=clip.size, first_frame=first,
-                           **marks)
+      render.people_contact_sheet(clip.video, results, out.tmp("contact_sheet"),
+                                  image_size=clip.size)

@@ -13,7 +13,7 @@ keypoints (T, J, 2) pixels with NaN where nobody was found, scores (T, J) in
   without its declared dependencies: ``make install-detect`` (= ``pip install
   -e '.[detect]'`` then ``pip install --no-deps mediapipe==0.10.21``).
   Output layout ``mediapipe33``; one person (the most prominent), tracked
-  from frame to frame.
+  from frame to frame. Several people: `poseformer_jax.video.people`.
 * `KeypointFileDetector` — keypoints some other tool wrote (mmpose, rtmlib,
   OpenPose, ... in any `formats` layout), replayed frame by frame, so a
   pipeline written against `Detector` runs unchanged on precomputed files.
@@ -29,6 +29,7 @@ import ctypes
 import os
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Iterable, Iterator, Protocol, runtime_checkable
 
@@ -36,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from poseformer_jax.errors import DataError
-from poseformer_jax.video import formats, render
+from poseformer_jax.video import ffmpeg, formats
 
 MEDIAPIPE_VERSION = "0.10.21"
 INSTALL_HINT = ("make install-detect  (= pip install -e '.[detect]' && "
@@ -45,8 +46,6 @@ try:
   _LIBC = ctypes.CDLL(None)  # flushing C stdio buffers (POSIX)
 except OSError:
   _LIBC = None
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
-                  ".flv", ".gif")
 
 
 @runtime_checkable
@@ -59,10 +58,6 @@ class Detector(Protocol):
     """RGB uint8 frames (H, W, 3) -> keypoints (T, J, 2) pixels (NaN = not found),
     scores (T, J). Consecutive calls continue the same video (trackers keep state)."""
     ...
-
-
-def is_video(path: str | os.PathLike) -> bool:
-  return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 @contextlib.contextmanager
@@ -103,16 +98,36 @@ _MUTE_DEPTH = 0
 _REAL_STDERR = None
 
 
-def _import_mediapipe():
-  """(SolutionBase, pose graph path); a DataError with the install command if missing."""
+def import_mediapipe() -> types.SimpleNamespace:
+  """MediaPipe, imported the way this project drives it; a DataError with the install
+  command if it is missing or ships no pose model.
+
+  Two shims make ``mediapipe==0.10.21`` work beside this project's packages: TensorFlow is
+  hidden while MediaPipe is imported (it would load it only for API docs and file
+  helpers: seconds, log noise), and protobuf's ``MessageFactory.GetPrototype``, which
+  protobuf 5 removed (``message_factory.GetMessageClass`` is the same function), is given
+  back before MediaPipe's C++ bindings first look it up (the Tasks API converts its graph
+  config through it).
+
+  Returns:
+    a namespace: ``mp`` (the module), ``root`` (its folder), ``SolutionBase`` and
+    ``pose_graph`` (the legacy pose graph), ``vision`` and ``BaseOptions`` (the Tasks
+    API), ``metadata_writer`` (MediaPipe's model metadata writer).
+  """
+  from google.protobuf import message_factory  # a dependency of the detect extra
+  if not hasattr(message_factory.MessageFactory, "GetPrototype"):
+    message_factory.MessageFactory.GetPrototype = (
+        lambda self, descriptor: message_factory.GetMessageClass(descriptor))
   blocked = "tensorflow" not in sys.modules
-  if blocked:  # mediapipe imports TensorFlow only for API docs: skip that (seconds, log noise)
+  if blocked:
     sys.modules["tensorflow"] = None
   try:
     with native_stderr_muted():
       import mediapipe
       from mediapipe.python import solution_base
       from mediapipe.python.solutions import pose
+      from mediapipe.tasks.python import BaseOptions, vision
+      from mediapipe.tasks.python.metadata.metadata_writers import metadata_writer
   except ImportError as e:
     raise DataError(f"the built-in detector needs MediaPipe {MEDIAPIPE_VERSION} ({e}); "
                     f"install it with: {INSTALL_HINT}") from None
@@ -123,7 +138,10 @@ def _import_mediapipe():
   if not (root / "modules" / "pose_landmark" / "pose_landmark_full.tflite").is_file():
     raise DataError(f"mediapipe {getattr(mediapipe, '__version__', '?')} has no bundled pose "
                     f"model; install the version that ships it: {INSTALL_HINT}")
-  return solution_base.SolutionBase, pose._BINARYPB_FILE_PATH
+  return types.SimpleNamespace(
+      mp=mediapipe, root=root, SolutionBase=solution_base.SolutionBase,
+      pose_graph=pose._BINARYPB_FILE_PATH, vision=vision, BaseOptions=BaseOptions,
+      metadata_writer=metadata_writer)
 
 
 class MediaPipeDetector:
@@ -141,11 +159,11 @@ class MediaPipeDetector:
   layout = "mediapipe33"
 
   def __init__(self, *, smooth: bool = True, static_image_mode: bool = False):
-    solution_base, graph = _import_mediapipe()
+    mp = import_mediapipe()
     video = not static_image_mode
     with native_stderr_muted():
-      self._graph = solution_base(
-          binary_graph_path=graph,
+      self._graph = mp.SolutionBase(
+          binary_graph_path=mp.pose_graph,
           side_inputs={"model_complexity": 1, "smooth_landmarks": smooth and video,
                        "enable_segmentation": False, "smooth_segmentation": False,
                        "use_prev_landmarks": video},
@@ -200,34 +218,6 @@ class KeypointFileDetector:
 
 # --- video in -----------------------------------------------------------------------------------
 
-def open_video(path: str | os.PathLike) -> dict:
-  """{'size': (w, h), 'fps': float or None} of a readable video; one-line DataError else."""
-  path = Path(path)
-  if not path.is_file():
-    raise DataError(f"{path}: no such video file")
-  return render.video_info(path)
-
-
-def iter_frames(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:
-  """RGB uint8 frames of a video (ffmpeg through imageio), at most `max_frames`."""
-  import imageio.v2 as iio
-  try:
-    with render._quiet_ffmpeg_start():
-      reader = iio.get_reader(str(path), format="FFMPEG")
-  except Exception as e:  # imageio/ffmpeg raise many types for unreadable media
-    raise DataError(f"{path}: cannot read video ({type(e).__name__})") from None
-  try:
-    for i, frame in enumerate(reader):
-      if max_frames is not None and i >= max_frames:
-        break
-      yield frame
-  except (OSError, RuntimeError) as e:
-    raise DataError(f"{path}: video decoding failed ({str(e).splitlines()[0] if str(e) else e})"
-                    ) from None
-  finally:
-    reader.close()
-
-
 def iter_camera(index: int = 0, max_frames: int | None = None) -> Iterator[np.ndarray]:
   """RGB frames from a camera (OpenCV), until `max_frames` or the camera stops. The camera
   is opened here (a DataError if there is none), not at the first frame."""
@@ -268,14 +258,14 @@ def detect_video(path: str | os.PathLike, detector: Detector | None = None, *,
   Raises:
     DataError: unreadable video, or a video without frames.
   """
-  info = open_video(path)
+  info = ffmpeg.video_info(path)
   own = detector is None
   detector = MediaPipeDetector() if own else detector
   kps, scores = [], []
   start = time.perf_counter()
   with native_stderr_muted() as err:
     try:
-      frames = iter_frames(path, max_frames)
+      frames = ffmpeg.iter_frames(path, max_frames)
       for frame in tqdm(frames, desc="detect", unit="frame", disable=not progress, file=err):
         k, s = detector.detect([frame])
         kps.append(k[0])

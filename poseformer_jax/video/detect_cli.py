@@ -15,7 +15,7 @@ from absl import flags
 
 from poseformer_jax import cli
 from poseformer_jax.errors import PoseFormerError
-from poseformer_jax.video import detect, formats
+from poseformer_jax.video import detect, ffmpeg, formats
 
 USAGE = "usage: poseformer-jax detect VIDEO [--output FILE] [--max-frames N] [--overwrite]"
 
@@ -35,8 +35,8 @@ def _flags() -> flags.FlagValues:
 def run(video: Path, output: Path, *, max_frames=None, overwrite=False, progress=True) -> Path:
   out = cli.Outputs(overwrite)
   out.add("output", output, (".npz",))
-  if not detect.is_video(video):
-    raise PoseFormerError(f"{video}: not a video file ({', '.join(detect.VIDEO_SUFFIXES)})")
+  if not ffmpeg.is_video(video):
+    raise PoseFormerError(f"{video}: not a video file ({', '.join(ffmpeg.VIDEO_SUFFIXES)})")
   det = detect.detect_video(video, max_frames=max_frames, progress=progress)
   t, found = len(det["keypoints"]), int(det["detected"].sum())
   if not found:

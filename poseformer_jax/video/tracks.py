@@ -1,4 +1,4 @@
-"""Several people: per-person keypoint records with track ids, lifted track by track.
+"""Several people in files: per-person keypoint records with track ids, results keyed by track.
 
 Input (JSON), as multi-person 2D tools write it:
 
@@ -146,9 +146,51 @@ def _track_array(frames: dict, fmt: str):
   return np.arange(first, last + 1), raw, scores
 
 
+def records_info(path: str | os.PathLike) -> tuple[tuple[int, int] | None, float | None]:
+  """(image size (w, h), fps) that a records file states in ``meta_info`` (as `save_records`
+  writes them), each None when it does not."""
+  try:
+    meta = json.loads(Path(path).read_text()).get("meta_info")
+  except (OSError, ValueError, AttributeError):
+    return None, None
+  if not isinstance(meta, dict):
+    return None, None
+  try:
+    size = (int(meta["width"]), int(meta["height"])) if "width" in meta else None
+    fps = float(meta["fps"]) if meta.get("fps") else None
+  except (KeyError, TypeError, ValueError):
+    raise DataError(f"{path}: meta_info width/height/fps are not numbers") from None
+  return size, fps
+
+
+def save_records(path: str | os.PathLike, found: dict, *, width: int, height: int,
+                 fps: float | None, layout: str) -> Path:
+  """Writes detected people as an mmpose-style records file that `read_tracks` reads:
+  ``{"meta_info": {"layout", "width", "height", "fps"}, "instance_info": [{"frame_id",
+  "instances": [{"track_id", "keypoints": [[x, y], ...], "keypoint_scores": [...]}]}]}``.
+
+  found: ``{track id: (frames (N,), keypoints (N, J, 2) pixels, scores (N, J))}`` in
+  `layout`; frames where a track's keypoints are NaN hold no record of it.
+  """
+  frames: dict[int, list] = {}
+  for track in sort_ids(found):
+    for f, kps, scores in zip(*found[track]):
+      if np.isfinite(kps).all():
+        frames.setdefault(int(f), []).append(
+            {"track_id": track, "keypoints": kps.astype(np.float64).tolist(),  # exact values:
+             "keypoint_scores": scores.astype(np.float64).tolist()})  # they lift the same
+  doc = {"meta_info": {"layout": layout, "width": int(width), "height": int(height),
+                       "fps": float(fps) if fps else None},
+         "instance_info": [{"frame_id": f, "instances": frames[f]} for f in sorted(frames)]}
+  path = Path(path)
+  path.write_text(json.dumps(doc, separators=(",", ":")))
+  return path
+
+
 def sort_ids(ids) -> list:
-  """Track ids in natural order (numbers numerically)."""
-  return sorted(ids, key=lambda t: (0, int(t), "") if str(t).isdigit() else (1, 0, str(t)))
+  """Track ids in natural order (numbers numerically; None, a file without ids, first)."""
+  return sorted(ids, key=lambda t: (-1, 0, "") if t is None else (0, int(t), "")
+                if str(t).isdigit() else (1, 0, str(t)))
 
 
 # --- outputs ------------------------------------------------------------------------------------

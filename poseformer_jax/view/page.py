@@ -27,7 +27,7 @@ import numpy as np
 
 from poseformer_jax import __version__
 from poseformer_jax.errors import DataError
-from poseformer_jax.video.render import BONES, CENTRE_COLOUR, LEFT_COLOUR, RIGHT_COLOUR
+from poseformer_jax.video.figure import BONES, CENTRE_COLOUR, LEFT_COLOUR, RIGHT_COLOUR
 from poseformer_jax.video.formats import H36M_LEFT, H36M_RIGHT
 from poseformer_jax.view.result import Result, Track
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from poseformer_jax.errors import DataError
-from poseformer_jax.video.render import _quiet_ffmpeg_start, video_info
+from poseformer_jax.video.ffmpeg import quiet, video_info
 
 WIDTH = 240  # pixels
 QUALITY = 60  # JPEG quality
@@ -57,7 +57,7 @@ def thumbnails(video: str | os.PathLike, first: int, count: int, image_size=None
                     f"{image_size[0]}x{image_size[1]}")
   size = (int(width) // 2 * 2, max(2, round(width * h / w / 2) * 2))
   images, stride, decoded = [], None, 0
-  with _quiet_ffmpeg_start():
+  with quiet():
     reader = iio.get_reader(str(path), format="FFMPEG", size=size)
   try:
     frames = itertools.islice(iter(reader), first, first + count)
