@@ -2,7 +2,7 @@
 
 `lift(flip=False)` / ``--no-flip``, ``--min-score`` and the (0, 0)-means-missing rule,
 ``--chunk-size``, ``--min-track-frames`` and ``--save-keypoints`` (with a scripted
-stand-in for MediaPipe, so no detector model runs). A random-weight F=9 model keeps
+stand-in for the people detector, so no detector model runs). A random-weight F=9 model keeps
 compilation short, and the commands other than ``--no-flip``'s share one `Lifter` (its
 compiled forward pass), handed to them where the command would load its own.
 """
@@ -185,23 +185,21 @@ def test_min_track_frames_keeps_the_long_enough_tracks(shared_lifter, ckpt, tmp_
 
 # --- --save-keypoints ---------------------------------------------------------------------------
 
-class ScriptedDetector:
-  """Stands in for `detect.MediaPipeDetector`: known MediaPipe-33 keypoints per frame, frame 3
-  without a person (NaN, visibility 0, as MediaPipe reports it)."""
+class ScriptedPeople:
+  """Stands in for `people.PeopleDetector`: one person with known MediaPipe-33 keypoints per
+  frame (track "0"), nobody in frame 3 (as the detector reports a frame without anyone)."""
 
   layout = "mediapipe33"
   rng = np.random.default_rng(4)
   keypoints = rng.uniform(20, 140, (8, 33, 2)).astype(np.float32)
   visibility = rng.uniform(0.5, 1.0, (8, 33)).astype(np.float32)
-  keypoints[3], visibility[3] = np.nan, 0.0
 
-  def __init__(self, **_):
+  def __init__(self, image_size, fps):
     self.frame = 0
 
-  def detect(self, frames):
-    n = len(list(frames))
-    i, self.frame = self.frame, self.frame + n
-    return self.keypoints[i:i + n], self.visibility[i:i + n]
+  def detect(self, frame):
+    i, self.frame = self.frame, self.frame + 1
+    return {} if i == 3 else {"0": (self.keypoints[i], self.visibility[i])}
 
   def close(self):
     pass
@@ -209,27 +207,27 @@ class ScriptedDetector:
 
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # imageio starts ffmpeg
 def test_save_keypoints_writes_the_detections(shared_lifter, ckpt, tmp_path, monkeypatch):
-  from poseformer_jax.video import detect
-  monkeypatch.setattr(detect, "MediaPipeDetector", ScriptedDetector)
+  from poseformer_jax.video import people, tracks
+  monkeypatch.setattr(people, "PeopleDetector", ScriptedPeople)
   video = tmp_path / "clip.mp4"
   with iio.get_writer(video, fps=10, macro_block_size=16) as w:
     for i in range(8):
       w.append_data(np.full((128, 160, 3), 30 * i, np.uint8))
-  saved = tmp_path / "dets.npz"
-  assert _run(video, f"--checkpoint={ckpt}", f"--output={tmp_path / 'o.npz'}",
-              f"--save-keypoints={saved}") == 0
-  with np.load(saved) as f:
-    np.testing.assert_array_equal(f["keypoints"], ScriptedDetector.keypoints)
-    np.testing.assert_array_equal(f["visibility"], ScriptedDetector.visibility)
-    np.testing.assert_array_equal(f["detected"], np.arange(8) != 3)
-    assert (int(f["width"]), int(f["height"]), float(f["fps"]), str(f["layout"])) == (
-        160, 128, 10.0, "mediapipe33")
+  saved = tmp_path / "dets.json"
+  assert _run(video, "--person=largest", f"--checkpoint={ckpt}",
+              f"--output={tmp_path / 'o.npz'}", f"--save-keypoints={saved}") == 0
+  found = tracks.read_tracks(saved, "mediapipe33")
+  frames, keypoints, scores = found["0"]
+  np.testing.assert_array_equal(frames, np.arange(8))
+  seen = np.arange(8) != 3
+  np.testing.assert_array_equal(keypoints[seen], ScriptedPeople.keypoints[seen])
+  np.testing.assert_array_equal(scores[seen], ScriptedPeople.visibility[seen])
+  assert np.isnan(keypoints[3]).all() and (scores[3] == 0).all()
+  assert tracks.records_info(saved) == ((160, 128), 10.0)
   # Read back, the file gives the clip that was lifted.
-  back, size, fps = formats.load_keypoints(saved, "mediapipe33")
-  assert size == (160, 128) and fps == 10.0 and np.isnan(back[3]).all()
+  back = formats.to_h36m(keypoints, scores, "mediapipe33")
   with np.load(tmp_path / "o.npz") as f:
-    assert f["filled"][3].all() and not f["filled"][[0, 1, 2, 4, 5, 6, 7]].any()
-    np.testing.assert_allclose(f["keypoints_2d"][[0, 1, 2, 4, 5, 6, 7]],
-                               back[[0, 1, 2, 4, 5, 6, 7]], atol=1e-4)
+    assert f["filled"][3].all() and not f["filled"][seen].any()
+    np.testing.assert_allclose(f["keypoints_2d"][seen], back[seen], atol=1e-4)
     np.testing.assert_allclose(f["poses_3d"], lift(back, (160, 128), shared_lifter), atol=1e-5,
                                rtol=0)

@@ -12,20 +12,26 @@ any difference comes from the detector alone.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA
-from poseformer_jax.video import tracking
+from conftest import REPO_ROOT, SHARED_DATA, require
+from poseformer_jax.video import people, tracking  # people imports detect: before MediaPipe
 
 VIDEO_DIR = SHARED_DATA / "video"
 FRAMES, HALF, HEIGHT = 32, 640, 360
-needs_clips = pytest.mark.skipif(
-    not VIDEO_DIR.is_dir() or importlib.util.find_spec("mediapipe") is None,
-    reason=f"needs the clips at {VIDEO_DIR} and mediapipe (make install-detect)")
+needs_videos = pytest.mark.skipif(not VIDEO_DIR.is_dir(), reason=f"no clips at {VIDEO_DIR}")
+
+
+@pytest.fixture
+def mediapipe():
+  """MediaPipe, or a skip (a failure under CI=true) with the install command."""
+  return require("mediapipe", "make install-detect")
+
+
+needs_mediapipe = pytest.mark.usefixtures("mediapipe")
 
 
 # --- geometry -----------------------------------------------------------------------------------
@@ -108,10 +114,10 @@ def _found(keypoints) -> np.ndarray:
 
 
 @pytest.mark.real_data
-@needs_clips
+@needs_videos
+@needs_mediapipe
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 def test_two_people_found_and_followed(clips):
-  from poseformer_jax.video import people
   det = people.detect_people(clips / "pair.mp4", progress=False)
   assert det["frames"] == FRAMES and (det["width"], det["height"]) == (2 * HALF, HEIGHT)
   # Someone in the skater's audience may show up for a moment; the two performers are the
@@ -132,7 +138,8 @@ def test_two_people_found_and_followed(clips):
 
 @pytest.mark.slow
 @pytest.mark.real_data
-@needs_clips
+@needs_videos
+@needs_mediapipe
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 def test_every_person_lifted_rendered_exported_and_as_alone(clips, tmp_path, capsys):
   """``poseformer-jax lift pair.mp4`` with the shipped model: both people, keyed by track, in
@@ -202,7 +209,8 @@ def _check_render(path, frames: int):
 
 
 @pytest.mark.real_data
-@needs_clips
+@needs_videos
+@needs_mediapipe
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 def test_bad_person_choices_are_one_line(clips, tmp_path, capsys):
   cli = importlib.import_module("poseformer_jax.lift_command.main")
@@ -215,3 +223,17 @@ def test_bad_person_choices_are_one_line(clips, tmp_path, capsys):
   err = capsys.readouterr().err
   assert err.count("\n") == 1 and "no track '7'; tracks: 0" in err
   assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+@needs_mediapipe
+def test_mediapipe_imported_first_is_a_clear_error():
+  """MediaPipe's bindings need the protobuf shim before their first import; a process that
+  imported MediaPipe earlier gets one line saying so, not a traceback from its bindings."""
+  import subprocess
+  import sys
+  code = ("import mediapipe\nfrom poseformer_jax.video import people\n"
+          "try:\n  people.PeopleDetector((64, 64), 25)\n"
+          "except Exception as e:\n  print(type(e).__name__, e)\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300, cwd=REPO_ROOT).stdout
+  assert out.startswith("DataError") and "import poseformer_jax.video.detect first" in out, out

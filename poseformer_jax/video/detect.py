@@ -98,26 +98,41 @@ _MUTE_DEPTH = 0
 _REAL_STDERR = None
 
 
+def _give_protobuf_get_prototype() -> None:
+  """Gives protobuf's ``MessageFactory`` back its ``GetPrototype`` (protobuf 5 removed it;
+  ``message_factory.GetMessageClass`` is the same function). MediaPipe 0.10.21's C++
+  bindings look it up once, when they are first imported, to convert Python messages (the
+  Tasks API hands its graph config over that way); without it that conversion fails for
+  the life of the process. So it runs when this module is imported, before anything
+  imports MediaPipe."""
+  try:
+    from google.protobuf import message_factory  # a dependency of the detect extra
+  except ImportError:
+    return
+  if not hasattr(message_factory.MessageFactory, "GetPrototype"):
+    message_factory.MessageFactory.GetPrototype = (
+        lambda self, descriptor: message_factory.GetMessageClass(descriptor))
+
+
+MEDIAPIPE_IMPORTED_FIRST = "mediapipe" in sys.modules  # then the shim below came too late
+_give_protobuf_get_prototype()
+
+
 def import_mediapipe() -> types.SimpleNamespace:
   """MediaPipe, imported the way this project drives it; a DataError with the install
   command if it is missing or ships no pose model.
 
   Two shims make ``mediapipe==0.10.21`` work beside this project's packages: TensorFlow is
   hidden while MediaPipe is imported (it would load it only for API docs and file
-  helpers: seconds, log noise), and protobuf's ``MessageFactory.GetPrototype``, which
-  protobuf 5 removed (``message_factory.GetMessageClass`` is the same function), is given
-  back before MediaPipe's C++ bindings first look it up (the Tasks API converts its graph
-  config through it).
+  helpers: seconds, log noise), and `_give_protobuf_get_prototype` (already run when
+  this module was imported).
 
   Returns:
     a namespace: ``mp`` (the module), ``root`` (its folder), ``SolutionBase`` and
     ``pose_graph`` (the legacy pose graph), ``vision`` and ``BaseOptions`` (the Tasks
     API), ``metadata_writer`` (MediaPipe's model metadata writer).
   """
-  from google.protobuf import message_factory  # a dependency of the detect extra
-  if not hasattr(message_factory.MessageFactory, "GetPrototype"):
-    message_factory.MessageFactory.GetPrototype = (
-        lambda self, descriptor: message_factory.GetMessageClass(descriptor))
+  _give_protobuf_get_prototype()
   blocked = "tensorflow" not in sys.modules
   if blocked:
     sys.modules["tensorflow"] = None

@@ -78,9 +78,11 @@ class PeopleDetector:
       self._scanner = self._landmarker(video=False, poses=SCAN_POSES)
     except (RuntimeError, TypeError, ValueError) as e:  # what the Tasks API raises
       self._folder.cleanup()
+      hint = ("MediaPipe was imported before poseformer_jax.video.detect, whose protobuf "
+              "shim it needs: import poseformer_jax.video.detect first"
+              if detect.MEDIAPIPE_IMPORTED_FIRST else f"install: {detect.INSTALL_HINT}")
       raise DataError(f"MediaPipe's Pose Landmarker did not start ({type(e).__name__}: "
-                      f"{str(e).splitlines()[0] if str(e) else ''}); {detect.INSTALL_HINT}"
-                      ) from None
+                      f"{str(e).splitlines()[0] if str(e) else ''}); {hint}") from None
     self._tracks: dict[str, dict] = {}
     self._next_id = 0
     self._frame = 0
