@@ -124,7 +124,7 @@ def import_mediapipe() -> types.SimpleNamespace:
 
   Two shims make ``mediapipe==0.10.21`` work beside this project's packages: TensorFlow is
   hidden while MediaPipe is imported (it would load it only for API docs and file
-  helpers: seconds, log noise), and `_give_protobuf_get_prototype` (already run when
+  utilities: seconds, log noise), and `_give_protobuf_get_prototype` (already run when
   this module was imported).
 
   Returns:
