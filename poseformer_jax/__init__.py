@@ -2,9 +2,10 @@
 
 Public API (stable)::
 
-    from poseformer_jax import load_checkpoint, lift, Lifter, StreamingLifter
+    from poseformer_jax import jit_apply, lift, load_checkpoint, Lifter, StreamingLifter
     model, params, config = load_checkpoint(DIR)
-    pose_3d = model.apply({'params': params}, x)   # x (B, F, J, 2) -> (B, 1, J, 3)
+    apply = jit_apply(model)                       # jax.jit(model.apply), fastest form here
+    pose_3d = apply({'params': params}, x)         # x (B, F, J, 2) -> (B, 1, J, 3)
     poses = lift(keypoints_2d, image_size=(w, h), checkpoint=DIR)   # (T, 17, 3)
 
 These names load their modules (and JAX) on first use, so ``import poseformer_jax``
@@ -17,7 +18,7 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it.
 _PUBLIC = {"lift": "poseformer_jax.lifter", "Lifter": "poseformer_jax.lifter",
-           "StreamingLifter": "poseformer_jax.stream",
+           "StreamingLifter": "poseformer_jax.stream", "jit_apply": "poseformer_jax.inference",
            "load_checkpoint": "poseformer_jax.checkpoint", "PoseFormerV2": "poseformer_jax.model"}
 __all__ = ["__version__", *_PUBLIC]
 

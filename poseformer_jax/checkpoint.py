@@ -41,6 +41,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from poseformer_jax import architectures
+from poseformer_jax import cpu_tuning
 from poseformer_jax import parallel
 from poseformer_jax import pretrained
 from poseformer_jax.errors import PoseFormerError
@@ -210,9 +211,12 @@ def load_checkpoint(directory: str | os.PathLike, step: int | None = None):
   `directory`: a training workdir, a manager directory, a step directory, or
   ``pretrained:NAME`` for a model shipped with the package (`poseformer_jax.pretrained`).
   Returns ``(model, params, config)``: a `PoseFormerV2` built from the stored
-  config, its parameters (host-local jax arrays, float32; weights stored in
-  float16 are checked against their checksum, then widened) and the config.
-  Use as ``model.apply({'params': params}, x)`` with x (B, F, J, 2).
+  config, in the form programs on this backend run it (`cpu_tuning.tuned_model`:
+  on a CPU its attention as broadcast products where that is faster; same
+  parameters, same values), its parameters (host-local jax arrays, float32;
+  weights stored in float16 are checked against their checksum, then widened)
+  and the config. Use as ``poseformer_jax.jit_apply(model)({'params': params}, x)``
+  (the fastest form) or ``model.apply({'params': params}, x)``, x (B, F, J, 2).
   Raises `CheckpointError` when the directory is incomplete or its
   parameters do not fit the stored architecture.
   """
@@ -233,7 +237,7 @@ def load_checkpoint(directory: str | os.PathLike, step: int | None = None):
   if digest is not None and digest != params_digest(params):
     raise CheckpointError(f"{root / str(step)}: parameters are damaged (checksum mismatch)")
   params = jax.tree.map(lambda x: x.astype("float32") if x.dtype == "float16" else x, params)
-  return model, params, config
+  return cpu_tuning.tuned_model(model), params, config
 
 
 def trajectory_path(directory: str | os.PathLike) -> Path | None:

@@ -94,7 +94,7 @@ def make_trajectory_predictor(model, params, info, *, batch_size: int = 1024, fl
 def evaluate(predictor: Predictor | None, sequences, info, *, per_subject: bool = False,
              noise_std_px: float = 0.0, seed: int = 0, progress: bool = True,
              max_frames: int = -1, trajectory: Predictor | None = None,
-             known_size: bool = False) -> dict:
+             known_size: bool = False, latency: int | None = None) -> dict:
   """Evaluates a predictor on test sequences. See the module docstring.
 
   Args:
@@ -114,6 +114,8 @@ def evaluate(predictor: Predictor | None, sequences, info, *, per_subject: bool 
     known_size: score the roots as a user who gives each person's height would get
       them (``lift --height``): each subject's predicted roots scaled by its summed
       bone length (from the 3D ground truth) over `trajectory.REFERENCE_BONES_M`.
+    latency: frames after each frame the pose model's window sees
+      (`Predictor.predict_sequence`; a live stream's accuracy); None: the centred window.
   Returns:
     the results dict (millimetres; PCK/AUC in percent), JSON-serialisable.
   """
@@ -128,7 +130,7 @@ def evaluate(predictor: Predictor | None, sequences, info, *, per_subject: bool 
   mpi = is_mpi_inf_3dhp(info)
   frame, seq_vel, pred = {}, np.full(len(inputs), np.nan), None
   if predictor is not None:
-    pred = np.concatenate(_predict(predictor, inputs, progress))
+    pred = np.concatenate(_predict(predictor, inputs, progress, latency))
     target = np.concatenate(targets)
     if mpi:
       pred[:, info.root_joint] = 0.0
@@ -202,7 +204,7 @@ def _trajectory_arrays(sequences, lengths) -> tuple[list, list]:
   return rays, roots
 
 
-def _predict(predictor: Predictor, inputs: list, progress: bool) -> list:
+def _predict(predictor: Predictor, inputs: list, progress: bool, latency=None) -> list:
   """`predictor.predict_sequences` under a progress bar over the sequences."""
   bar = _progress_bar(len(inputs), progress)
   ends = np.cumsum([len(x) for x in inputs])
@@ -212,7 +214,7 @@ def _predict(predictor: Predictor, inputs: list, progress: bool) -> list:
       bar.update(int(np.searchsorted(ends, done, side="right")) - bar.n)
 
   try:
-    return predictor.predict_sequences(inputs, progress=on_frames)
+    return predictor.predict_sequences(inputs, progress=on_frames, latency=latency)
   finally:
     if bar is not None:
       bar.close()

@@ -68,10 +68,10 @@ def chunked_apply(model, chunk_rows: int, method=None) -> Callable[..., jax.Arra
   (B, 1, J, 3) metres: exactly ``model.apply({'params': params}, x,
   deterministic=True)``; `method` names another of the model's methods (its
   array arguments share the leading axis B). With ``0 < chunk_rows < B`` the
-  rows go through `jax.lax.map` in chunks of `chunk_rows` (B padded up to a
-  multiple, padding dropped). Not for sharded batches (a chunk would cut
-  across devices), nor for a symbolic B (export). The model runs as
-  `cpu_tuning.tuned_model` makes it.
+  whole chunks of `chunk_rows` rows go through `jax.lax.map` and the B mod
+  `chunk_rows` rows left over through one more call (nothing is padded). Not
+  for sharded batches (a chunk would cut across devices), nor for a symbolic
+  B (export). The model runs as `cpu_tuning.tuned_model` makes it.
   """
   model = cpu_tuning.tuned_model(model)
 
@@ -82,16 +82,39 @@ def chunked_apply(model, chunk_rows: int, method=None) -> Callable[..., jax.Arra
     b = xs[0].shape[0]
     if chunk_rows <= 0 or not isinstance(b, int) or b <= chunk_rows:  # symbolic B: exported
       return apply(params, *xs)
-    n = -(-b // chunk_rows)
-
-    def split(x):
-      x = jnp.pad(x, ((0, n * chunk_rows - b),) + ((0, 0),) * (x.ndim - 1))
-      return x.reshape((n, chunk_rows) + x.shape[1:])
-
-    y = jax.lax.map(lambda parts: apply(params, *parts), tuple(split(x) for x in xs))
-    return y.reshape((n * chunk_rows,) + y.shape[2:])[:b]
+    n, whole = b // chunk_rows, b // chunk_rows * chunk_rows
+    parts = tuple(x[:whole].reshape((n, chunk_rows) + x.shape[1:]) for x in xs)
+    y = jax.lax.map(lambda part: apply(params, *part), parts)
+    y = y.reshape((whole,) + y.shape[2:])
+    if whole == b:
+      return y
+    return jnp.concatenate([y, apply(params, *(x[whole:] for x in xs))])
 
   return chunked
+
+
+def jit_apply(model, chunk_rows: int | None = None) -> Callable[..., jax.Array]:
+  """``jax.jit(model.apply)`` for inference, in its fastest form on this backend.
+
+  Returns apply(variables, x) -> y with x (B, F, J, 2) normalised screen
+  coordinates and y (B, 1, J, 3) metres, camera frame, root-relative: the
+  values of ``model.apply(variables, x)`` (deterministic) to float32 rounding.
+  On a CPU it runs the model as `cpu_tuning.tuned_model` makes it, compiled
+  with `cpu_tuning.compiler_options("forward")`, over batches of more than
+  `chunk_rows` rows (None: `default_chunk_rows()`; 0: never) in chunks
+  (`chunked_apply`); elsewhere it is ``jax.jit(model.apply)``. Each batch
+  shape compiles once.
+  """
+  if chunk_rows is None:
+    chunk_rows = default_chunk_rows()
+  if chunk_rows < 0:
+    raise ConfigError(f"chunk_rows must be >= 0, got {chunk_rows}")
+  network = chunked_apply(model, chunk_rows)
+
+  def apply(variables, x):
+    return network(variables["params"], x)
+
+  return jax.jit(apply, compiler_options=cpu_tuning.compiler_options("forward"))
 
 
 def network_functions(model, chunk_rows: int, flip: bool, kps_flip: tuple, joints_flip: tuple,
@@ -272,11 +295,15 @@ class Predictor:
     return cls(model, params, kps_left=info.kps_left, kps_right=info.kps_right,
                joints_left=info.joints_left, joints_right=info.joints_right, **kwargs)
 
-  def predict_sequence(self, keypoints_2d: np.ndarray) -> np.ndarray:
+  def predict_sequence(self, keypoints_2d: np.ndarray, latency: int | None = None
+                       ) -> np.ndarray:
     """3D pose of every frame of one sequence.
 
     Args:
       keypoints_2d: (T, J, 2) normalised screen coordinates, T >= 1.
+      latency: frames after each frame its window sees, 0..pad (None: pad,
+        the centred window): the poses a live stream answering `latency`
+        frames late gives (`poseformer_jax.data.windows.window_index`).
     Returns:
       (T, J, 3) float32, camera frame, metres, root-relative (root joint
       exactly 0 unless the Predictor was built with root_joint=None).
@@ -284,11 +311,13 @@ class Predictor:
     x = self._check(keypoints_2d)
     t = len(x)
     # The windows of an index sequence are the windows' row indices.
-    batches = windows.sliding_windows(np.arange(t, dtype=np.int32), self.pad, self.batch_size)
+    batches = windows.sliding_windows(np.arange(t, dtype=np.int32), self.pad, self.batch_size,
+                                      latency)
     return self._run(x, batches, t)
 
   def predict_sequences(self, sequences: Sequence[np.ndarray], *,
-                        progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+                        progress: Callable[[int], None] | None = None,
+                        latency: int | None = None) -> list[np.ndarray]:
     """3D poses of every frame of several sequences, batched across sequences.
 
     Same result as `predict_sequence` on each, but batches run over sequence
@@ -298,9 +327,12 @@ class Predictor:
       sequences: list of (T_i, J, 2) normalised screen coordinates.
       progress: optional callback, called with the number of frames done
         (in sequence order) after each batch completes.
+      latency: as in `predict_sequence`.
     Returns:
       list of (T_i, J, 3) float32 arrays (see `predict_sequence`).
     """
+    if latency is not None:
+      windows.check_latency(latency, self.pad)
     if len(sequences) == 0:
       return []
     bank = windows.SequenceBank([self._check(s) for s in sequences])
@@ -311,7 +343,7 @@ class Predictor:
 
     def batches() -> Iterator[tuple[int, np.ndarray]]:
       for first in range(0, total, batch):
-        yield first, bank.index(ids[first:first + batch], self.pad)
+        yield first, bank.index(ids[first:first + batch], self.pad, latency)
 
     out = self._run(bank.data, batches(), total, progress, batch)
     return np.split(out, np.cumsum(bank.lengths)[:-1])

@@ -6,13 +6,18 @@
         pose = lifter.push(keypoints)            # (17, 3) of the frame pad behind, or None
     rest = lifter.flush()                        # (K, 17, 3): the last frames of the clip
 
-The network sees an F-frame window centred on the frame it lifts, so the pose of frame
-``n - pad`` (``pad = (F - 1) // 2``, i.e. F // 2) is known once frame ``n`` has arrived:
-that is the latency (40 frames = 1.6 s at 25 fps for F = 81). The window is cut exactly
-as the offline path cuts it (`poseformer_jax.lifter`, `poseformer_jax.inference`): at the
-start of the clip the first frame is repeated, and `flush` repeats the last frame for the
-final ``pad`` frames, so a gap-free clip gives the offline result (up to float rounding
-of a different batch shape; tested to 1e-5 m).
+The network sees an F-frame window centred on the frame it lifts, so by default the pose
+of frame ``n - pad`` (``pad = (F - 1) // 2``, i.e. F // 2) is known once frame ``n`` has
+arrived: that is the latency (40 frames = 1.3 s at 30 fps for F = 81). The window is cut
+exactly as the offline path cuts it (`poseformer_jax.data.windows`): at the start of the
+clip the first frame is repeated, and `flush` repeats the last frame for the final ``pad``
+frames, so a gap-free clip gives the offline result (up to float rounding of a different
+batch shape; tested to 1e-5 m).
+
+``latency=N`` (0..pad) answers sooner: the pose of frame ``n - N`` once frame ``n`` has
+arrived, its window's last ``pad - N`` frames repeating frame ``n`` as at a clip's end.
+Fewer future frames cost accuracy (`benchmarks/bench_latency.py` measures how much);
+`Predictor.predict_sequence(x, latency=N)` gives the same poses for a whole clip.
 
 Missing joints: a joint missing in a frame takes its last seen position (a causal fill;
 offline lifting interpolates across the gap with the future frames, so results differ
@@ -26,7 +31,7 @@ import collections
 
 import numpy as np
 
-from poseformer_jax.data import cameras
+from poseformer_jax.data import cameras, windows
 from poseformer_jax.errors import DataError
 from poseformer_jax.lifter import Lifter, check_image_size
 
@@ -41,21 +46,20 @@ class StreamingLifter:
     flip: test-time flip averaging (as the offline default).
     record: keep the filled 2D keypoints and filled masks of the lifted
       frames (`history`), for exports after the stream ends.
+    latency: frames between a frame's arrival and its pose, 0..pad (frames of
+      future context each window sees); None: pad, the offline result.
   """
 
-  def __init__(self, checkpoint, image_size, *, flip: bool = True, record: bool = False):
+  def __init__(self, checkpoint, image_size, *, flip: bool = True, record: bool = False,
+               latency: int | None = None):
     self.image_size = check_image_size(image_size)
     lifter = checkpoint if isinstance(checkpoint, Lifter) else Lifter(
         checkpoint, batch_size=1, flip=flip)
     self.num_frames, self.pad = lifter.num_frames, lifter.pad
+    self.latency = self.pad if latency is None else windows.check_latency(latency, self.pad)
     self._predictor = lifter.predictor(1)
     self.record = record
     self.reset()
-
-  @property
-  def latency(self) -> int:
-    """Frames between a frame's arrival and its pose (``pad``)."""
-    return self.pad
 
   @property
   def frames_pushed(self) -> int:
@@ -96,7 +100,7 @@ class StreamingLifter:
     self._frames.append(cameras.normalize_screen(kp, w, h).astype(np.float32))
     self._pixels.append((kp, missing))
     self._accepted += 1
-    target = self._accepted - 1 - self.pad
+    target = self._accepted - 1 - self.latency
     if target < 0:
       return None
     return self._lift([target], self._accepted - 1)[0]
@@ -105,7 +109,7 @@ class StreamingLifter:
     """Poses of the frames still waiting for their future (the clip's last ``latency``
     frames, edge-padded as offline), as (K, 17, 3); then the stream starts anew."""
     last = self._accepted - 1
-    targets = list(range(max(0, self._accepted - self.pad), self._accepted))
+    targets = list(range(max(0, self._accepted - self.latency), self._accepted))
     out = (np.stack([self._lift([m], last)[0] for m in targets]) if targets
            else np.zeros((0, 17, 3), np.float32))
     history, first = self.history, self.first_frame
@@ -116,12 +120,13 @@ class StreamingLifter:
   def _lift(self, targets, last: int) -> np.ndarray:
     """Poses of accepted-frame indices `targets`, with frames up to `last` known."""
     start = self._accepted - len(self._frames)  # accepted index of self._frames[0]
-    buf = np.stack(self._frames)
-    offsets = np.arange(-self.pad, self.pad + 1)
-    windows = np.stack([buf[np.clip(m + offsets, 0, last) - start] for m in targets])
+    m = np.asarray(targets)
+    rows = windows.window_index(np.full(len(m), -start), np.full(len(m), last + 1), m, self.pad,
+                                self.latency)  # frames up to `last`, `latency` after each
+    x = np.stack(self._frames)[rows]
     if self.record:
       for m in targets:
         kp, mask = self._pixels[m - start]
         self.history["keypoints_2d"].append(kp)
         self.history["filled"].append(mask)
-    return self._predictor.predict_windows(windows)
+    return self._predictor.predict_windows(x)

@@ -145,8 +145,8 @@ def test_batch_padding_and_single_compilation(predictors):
 
 @pytest.mark.parametrize("chunk_rows", [3, 16])
 def test_chunked_forward_matches_one_call(tiny, predictors, chunk_rows):
-  """Chunks inside the jitted forward (lax.map; 16 rows = 8 windows + flips, 3 leaves a
-  padded last chunk) give the one-call result, and the compiled program really loops."""
+  """Chunks inside the jitted forward (lax.map; 16 rows = 8 windows + flips, 3 leaves rows
+  after the last whole chunk) give the one-call result, and the compiled program loops."""
   from poseformer_jax.inference import chunked_apply
   seq = _keypoints(np.random.default_rng(7), 19)
   whole = predictors(chunk_rows=0)
@@ -253,7 +253,7 @@ class FakePredictor:
     self.predictions = predictions
     self.inputs = None
 
-  def predict_sequences(self, inputs, progress=None):
+  def predict_sequences(self, inputs, progress=None, latency=None):
     self.inputs = [np.array(x) for x in inputs]
     if progress is not None:
       progress(sum(len(x) for x in inputs))

@@ -23,7 +23,7 @@ from conftest import REPO_ROOT, SHARED_DATA, require
 from poseformer_jax import config_lib
 from poseformer_jax import model as model_lib
 from poseformer_jax.checkpoint import save_params
-from poseformer_jax.errors import DataError
+from poseformer_jax.errors import ConfigError, DataError
 from poseformer_jax import Lifter, StreamingLifter, gaps, lift
 from poseformer_jax.video import detect, formats, tracks
 
@@ -120,6 +120,26 @@ def test_streaming_equals_offline_on_a_real_clip(lifter):
     np.testing.assert_allclose(got, lift(kps[:t], size, lifter), atol=1e-5, rtol=0)
 
 
+def test_streaming_latency_gives_the_predictors_latency_windows(lifter):
+  """latency=N answers N frames after a frame arrives (None before), each window seeing N
+  frames after its centre: the poses `Predictor.predict_sequence(x, latency=N)` gives for
+  the whole clip. N < pad changes them (so the check can fail); N = pad is offline."""
+  from poseformer_jax.data import cameras
+  kps, size = skater_keypoints(60)
+  x = cameras.normalize_screen(kps, *size).astype(np.float32)
+  predictor = lifter.predictor(64)
+  offline = lift(kps, size, lifter)
+  for n in (0, 4, 13):
+    stream = StreamingLifter(lifter, size, latency=n)
+    assert stream.latency == n
+    online = stream_all(stream, kps)
+    np.testing.assert_allclose(online, predictor.predict_sequence(x, latency=n), atol=1e-5,
+                               rtol=0)
+    assert (np.abs(online - offline).max() <= 1e-5) == (n == 13)
+  with pytest.raises(ConfigError, match=r"latency must be an integer from 0 to 13"):
+    StreamingLifter(lifter, size, latency=14)
+
+
 def test_streaming_holds_missing_joints_and_skips_the_unseen_start(lifter):
   kps, size = skater_keypoints(40)
   holes = kps.copy()
@@ -185,17 +205,14 @@ def test_tracks_read_per_person_records(tmp_path):
   path, truth = two_people(tmp_path)
   found = tracks.read_tracks(path, "coco17")
   assert tracks.sort_ids(found) == ["3", "7", "9"]
-  frames, raw, scores = found["3"]
-  assert raw.shape == (30, 17, 2) and scores.shape == (30, 17) and (scores[10:13] == 0).all()
-  kps = formats.to_h36m(raw, scores, "coco17")
+  frames, kps = found["3"]
   np.testing.assert_array_equal(frames, np.arange(30))
   assert np.isnan(kps[10:13]).all() and not np.isnan(kps[:10]).any()
   np.testing.assert_allclose(kps[0], formats.coco_to_h36m(truth[3][1][0]), atol=0.01)
   np.testing.assert_array_equal(found["7"][0], np.arange(5, 35))
   mm = tracks.read_tracks(two_people(tmp_path, "mmpose")[0], "coco17")
   for t in found:
-    for a, b in zip(mm[t], found[t]):
-      np.testing.assert_allclose(a, b, equal_nan=True)
+    np.testing.assert_allclose(mm[t][1], found[t][1], equal_nan=True)
 
 
 def test_two_person_file_lifted_per_track(tmp_path, ckpt_dir, lifter, capsys):
@@ -212,8 +229,8 @@ def test_two_person_file_lifted_per_track(tmp_path, ckpt_dir, lifter, capsys):
   with np.load(out) as f:
     assert f["track_ids"].tolist() == ["3", "7"]
     for k, track in enumerate(("3", "7")):
-      frames, raw, scores = found[track]
-      alone = lift(formats.to_h36m(raw, scores, "coco17"), (800, 600), lifter)  # each track filled and lifted on its own
+      frames, kps = found[track]
+      alone = lift(kps, (800, 600), lifter)  # each track filled and lifted on its own
       np.testing.assert_allclose(f[f"track_{track}_poses_3d"], alone, atol=1e-5, rtol=0)
       np.testing.assert_array_equal(f[f"track_{track}_frames"], frames)
       filled_frames = np.flatnonzero(f[f"track_{track}_filled"].any(-1))

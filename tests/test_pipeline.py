@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from poseformer_jax.data import dataset, pipeline, skeleton
+from poseformer_jax.data import dataset, pipeline, skeleton, windows
 from poseformer_jax.errors import ConfigError
 
 from conftest import REPO_ROOT, require
@@ -66,6 +66,29 @@ def test_window_contents_at_borders(train_data, frames):
   # the first frame's window starts with pad copies of frame 0
   np.testing.assert_array_equal(out["inputs"][0, :pad + 1], np.broadcast_to(
       seqs[0].keypoints_2d[0], (pad + 1, 17, 2)))
+
+
+def test_latency_windows_see_n_frames_after_the_centre():
+  """A window with latency N holds the frames up to N after its centre, then repeats frame
+  centre + N (as at a sequence's end); at N = pad it is the centred window. Frame values are
+  their indices, so each window reads as the frames it holds."""
+  bank = windows.SequenceBank([np.arange(10), np.arange(100, 104)])
+  rows = lambda ids, latency: bank.windows(np.array(ids), 3, latency).tolist()  # noqa: E731
+  assert rows([4], 1) == [[1, 2, 3, 4, 5, 5, 5]]
+  assert rows([4], 0) == [[1, 2, 3, 4, 4, 4, 4]]
+  assert rows([0, 9], 1) == [[0, 0, 0, 0, 1, 1, 1], [6, 7, 8, 9, 9, 9, 9]]
+  assert rows([10, 12], 2) == [[100, 100, 100, 100, 101, 102, 102],  # never past a sequence
+                               [100, 100, 101, 102, 103, 103, 103]]
+  assert rows(range(14), 3) == rows(range(14), None) == [
+      [int(bank.data[bank.starts[q] + np.clip(t + k, 0, bank.lengths[q] - 1)])
+       for k in range(-3, 4)] for q, t in zip(bank.sample_seq, bank.sample_frame)]
+  sliding = dict(windows.sliding_windows(np.arange(6), 2, 4, latency=0))
+  assert sliding[0].tolist() == [[0, 0, 0, 0, 0], [0, 0, 1, 1, 1], [0, 1, 2, 2, 2],
+                                 [1, 2, 3, 3, 3]]
+  assert sliding[4].tolist() == [[2, 3, 4, 4, 4], [3, 4, 5, 5, 5]]
+  for bad in (-1, 4, 1.5, True, "2"):
+    with pytest.raises(ConfigError, match=r"latency must be an integer from 0 to 3"):
+      bank.index(np.array([0]), 3, bad)
 
 
 def test_flipped_samples(train_data):

@@ -7,7 +7,10 @@ are concatenated into one array and windows are gathered by index arithmetic
     window(seq s, frame t) = concat[start_s + clip(t + (-pad..pad), 0, len_s - 1)]
 
 which repeats the first/last frame at sequence borders (edge padding, as
-upstream's ``np.pad(..., 'edge')``).
+upstream's ``np.pad(..., 'edge')``). With a ``latency`` N < pad the window
+sees only N frames after its centre, as a live stream that answers N frames
+late has (`poseformer_jax.stream`): the rows after centre + N repeat frame
+centre + N, as rows after a sequence's end repeat its last frame.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from poseformer_jax.errors import ConfigError
+
 
 def window_index(seq_start: np.ndarray, seq_len: np.ndarray, frame: np.ndarray,
-                 pad: int) -> np.ndarray:
+                 pad: int, latency: int | None = None) -> np.ndarray:
   """Row indices of the windows into the concatenated frame array.
 
   Args:
@@ -26,13 +31,26 @@ def window_index(seq_start: np.ndarray, seq_len: np.ndarray, frame: np.ndarray,
     seq_len: (B,) int, length of each sample's sequence (frames, >= 1).
     frame: (B,) int, centre frame of each sample within its sequence.
     pad: half window; the window has F = 2*pad + 1 frames.
+    latency: frames after the centre the window may see, 0..pad; None: pad
+      (the centred window). See the module doc.
   Returns:
     (B, F) int64 row indices (edge-padded at sequence borders).
   """
-  offsets = np.arange(-pad, pad + 1, dtype=np.int64)
-  local = np.clip(np.asarray(frame, np.int64)[:, None] + offsets, 0,
-                  np.asarray(seq_len, np.int64)[:, None] - 1)
+  frame = np.asarray(frame, np.int64)[:, None]
+  last = np.asarray(seq_len, np.int64)[:, None] - 1
+  if latency is not None:
+    last = np.minimum(last, frame + check_latency(latency, pad))
+  local = np.clip(frame + np.arange(-pad, pad + 1, dtype=np.int64), 0, last)
   return np.asarray(seq_start, np.int64)[:, None] + local
+
+
+def check_latency(latency, pad: int) -> int:
+  """`latency` as an int in 0..pad (frames of future context); ConfigError otherwise."""
+  if isinstance(latency, bool) or not isinstance(latency, (int, np.integer)) or not (
+      0 <= latency <= pad):
+    raise ConfigError(f"latency must be an integer from 0 to {pad} (frames after the centre "
+                     f"of an F={2 * pad + 1} window), got {latency!r}")
+  return int(latency)
 
 
 class SequenceBank:
@@ -61,24 +79,26 @@ class SequenceBank:
   def num_samples(self) -> int:
     return len(self.data)
 
-  def index(self, sample_ids: np.ndarray, pad: int) -> np.ndarray:
-    """(B,) sample ids -> (B, 2*pad+1) row indices into `self.data`."""
+  def index(self, sample_ids: np.ndarray, pad: int, latency: int | None = None) -> np.ndarray:
+    """(B,) sample ids -> (B, 2*pad+1) row indices into `self.data` (`window_index`)."""
     seq = self.sample_seq[sample_ids]
-    return window_index(self.starts[seq], self.lengths[seq], self.sample_frame[sample_ids], pad)
+    return window_index(self.starts[seq], self.lengths[seq], self.sample_frame[sample_ids], pad,
+                        latency)
 
-  def windows(self, sample_ids: np.ndarray, pad: int) -> np.ndarray:
+  def windows(self, sample_ids: np.ndarray, pad: int, latency: int | None = None) -> np.ndarray:
     """(B,) sample ids -> (B, 2*pad+1, ...) edge-padded windows."""
-    return self.data[self.index(np.asarray(sample_ids), pad)]
+    return self.data[self.index(np.asarray(sample_ids), pad, latency)]
 
 
-def sliding_windows(sequence: np.ndarray, pad: int, batch_size: int
-                    ) -> Iterator[tuple[int, np.ndarray]]:
+def sliding_windows(sequence: np.ndarray, pad: int, batch_size: int,
+                    latency: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
   """Windows for every frame of one sequence, in batches (evaluation, lifting).
 
   Args:
     sequence: (T, ...) one sequence, e.g. (T, J, 2) normalised 2D keypoints.
     pad: half window (F = 2*pad + 1).
     batch_size: windows per batch; the last batch may be smaller.
+    latency: frames after the centre each window sees (`window_index`).
   Yields:
     (first_frame, windows) with windows (B, 2*pad+1, ...) for frames
     first_frame .. first_frame + B - 1.
@@ -93,5 +113,5 @@ def sliding_windows(sequence: np.ndarray, pad: int, batch_size: int
   for first in range(0, t, batch_size):
     frames = np.arange(first, min(first + batch_size, t), dtype=np.int64)
     idx = window_index(np.broadcast_to(start, frames.shape), np.broadcast_to(length, frames.shape),
-                       frames, pad)
+                       frames, pad, latency)
     yield first, sequence[idx]
