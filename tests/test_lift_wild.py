@@ -205,14 +205,17 @@ def test_tracks_read_per_person_records(tmp_path):
   path, truth = two_people(tmp_path)
   found = tracks.read_tracks(path, "coco17")
   assert tracks.sort_ids(found) == ["3", "7", "9"]
-  frames, kps = found["3"]
+  frames, raw, scores = found["3"]
+  assert raw.shape == (30, 17, 2) and scores.shape == (30, 17) and (scores[10:13] == 0).all()
+  kps = formats.to_h36m(raw, scores, "coco17")
   np.testing.assert_array_equal(frames, np.arange(30))
   assert np.isnan(kps[10:13]).all() and not np.isnan(kps[:10]).any()
   np.testing.assert_allclose(kps[0], formats.coco_to_h36m(truth[3][1][0]), atol=0.01)
   np.testing.assert_array_equal(found["7"][0], np.arange(5, 35))
   mm = tracks.read_tracks(two_people(tmp_path, "mmpose")[0], "coco17")
   for t in found:
-    np.testing.assert_allclose(mm[t][1], found[t][1], equal_nan=True)
+    for a, b in zip(mm[t], found[t]):
+      np.testing.assert_allclose(a, b, equal_nan=True)
 
 
 def test_two_person_file_lifted_per_track(tmp_path, ckpt_dir, lifter, capsys):
@@ -229,8 +232,8 @@ def test_two_person_file_lifted_per_track(tmp_path, ckpt_dir, lifter, capsys):
   with np.load(out) as f:
     assert f["track_ids"].tolist() == ["3", "7"]
     for k, track in enumerate(("3", "7")):
-      frames, kps = found[track]
-      alone = lift(kps, (800, 600), lifter)  # each track filled and lifted on its own
+      frames, raw, scores = found[track]
+      alone = lift(formats.to_h36m(raw, scores, "coco17"), (800, 600), lifter)  # each track filled and lifted on its own
       np.testing.assert_allclose(f[f"track_{track}_poses_3d"], alone, atol=1e-5, rtol=0)
       np.testing.assert_array_equal(f[f"track_{track}_frames"], frames)
       filled_frames = np.flatnonzero(f[f"track_{track}_filled"].any(-1))
