@@ -98,8 +98,8 @@ def check_export(lifter, path, fmt: str, *, batch: int | None = None, seed: int 
       import onnxruntime as ort
     except ImportError:
       return None
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    runner = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = runner.run(None, {runner.get_inputs()[0].name: x})[0]
   else:
     import jax
     if Path(path).suffix.lower() == ".mlir":

@@ -1,5 +1,5 @@
-"""Shared pytest fixtures and helpers. Keep each fixture small, documented and session-scoped
-where it writes files.
+"""Shared pytest fixtures and utilities. Keep each fixture small and documented; a fixture that
+writes files is built once for the whole suite (``scope="package"``: this folder).
 
 Optional dependencies (torch, tensorflow, onnx, mediapipe, a browser, ...) are asked for with
 `require` / `require_executable`, never with ``pytest.importorskip``: on a user's machine a
@@ -56,7 +56,7 @@ def require_executable(*names: str, hint: str = "") -> str:
   missing(f"no executable {' or '.join(names)}" + (f"; {hint}" if hint else ""))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def synthetic_h36m_root(tmp_path_factory) -> Path:
   """Folder with synthetic data_3d_h36m.npz, data_2d_h36m_gt.npz and data_2d_h36m_cpn_ft_h36m_dbb.npz.
 
@@ -71,7 +71,7 @@ def synthetic_h36m_root(tmp_path_factory) -> Path:
 REAL_H36M_3D = SHARED_DATA / "h36m" / "data_3d_h36m_train.npz"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def real_h36m_root(tmp_path_factory) -> Path:
   """A temp folder with the real 3D (../shared, linked as data_3d_h36m.npz) and its prepared
   GT 2D; skips when the shared data is absent. Nothing derived leaves pytest's temp folders."""

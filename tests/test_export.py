@@ -43,11 +43,11 @@ def test_onnx_runs_in_onnxruntime_like_jax(lifter, tmp_path):
   model = onnx.load(str(path))
   meta = {p.key: p.value for p in model.metadata_props}
   assert meta["num_frames"] == "27" and meta["flip"] == "True"
-  session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-  assert [i.name for i in session.get_inputs()] == ["windows"]
+  runner = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+  assert [i.name for i in runner.get_inputs()] == ["windows"]
   for batch in (1, 5):  # the batch axis is dynamic
     x = _windows(lifter, batch)
-    got = session.run(None, {"windows": x})[0]
+    got = runner.run(None, {"windows": x})[0]
     assert got.shape == (batch, 17, 3)
     assert np.abs(got - _reference(lifter, x)).max() <= 1e-5
 

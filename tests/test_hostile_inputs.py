@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 TINY_MODEL = {"num_frames": 9, "kept_frames": 3, "kept_coeffs": 3, "embed_dim_ratio": 8,
               "depth": 1, "num_heads": 2}
-# Data settings used with the session's synthetic Human3.6M (gt 2D, one test subject).
+# Data settings used with the suite's shared synthetic Human3.6M (gt 2D, one test subject).
 DATA_ARGS = {"data.keypoints": "gt", "data.subjects_train": "S1", "data.subjects_test": "S9",
              "data.backend": "numpy", "eval.max_frames": 20, "eval.batch_size": 16}
 

@@ -1,6 +1,6 @@
 """Crash safety of `train.py`: SIGKILL at random points and mid-save, SIGTERM, multi-process.
 
-Every run is the real command line in a subprocess, on the session's synthetic
+Every run is the real command line in a subprocess, on the suite's shared synthetic
 Human3.6M with a tiny model (F=9, width 8, depth 1) and tiny epochs. The
 subprocesses share a persistent XLA compilation cache.
 

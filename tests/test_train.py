@@ -1,7 +1,7 @@
 """Training: loss goes down, 1 vs 4 devices, exact resume, SIGTERM, non-finite loss, errors.
 
 A tiny PoseFormerV2 (F=9, f=n=3, width 8, depth 2 so that drop path is active
-in the second block) on the session's small synthetic Human3.6M. In-process
+in the second block) on the suite's small shared synthetic Human3.6M. In-process
 runs reuse JAX's compilations of the train step (its static `StepSpec` is
 hashable); subprocess runs share a persistent XLA compilation cache in a
 temporary folder.

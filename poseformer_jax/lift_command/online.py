@@ -91,7 +91,7 @@ def run_stream(opts, src: Source, lifter: Lifter, summary: Summary) -> tuple[lis
         if pose is not None:
           poses.append(pose)
         bar.update()
-    except KeyboardInterrupt:  # Ctrl-C ends a webcam session normally
+    except KeyboardInterrupt:  # Ctrl-C ends a webcam run normally
       if src.kind != "camera":
         raise
     finally:
