@@ -120,7 +120,8 @@ def mpjve(pred: jax.Array, target: jax.Array, valid: jax.Array | None = None) ->
   """Mean per-joint velocity error of a sequence (first differences along time).
 
   Args:
-    pred, target: (..., T, J, 3) metres, T >= 2 consecutive frames.
+    pred: (..., T, J, 3) metres, T >= 2 consecutive frames.
+    target: the same shape as `pred`.
     valid: optional (..., T) bool; a step counts only when both of its frames
       are valid.
   Returns:

@@ -83,3 +83,41 @@ def _card_figure(spec: str, root: Path, line: str) -> float:
   if match is None:
     raise PoseFormerError(f"{spec}: the model card has no '{line}: ... mm' line")
   return float(match.group(1))
+
+
+def card_summary(spec: str, root: Path = _HERE) -> dict[str, str]:
+  """The facts of a model card that a table of models shows (strings, as the card has them).
+
+  Keys: ``name``, ``variant`` (F_f_n), ``subjects`` (training subjects), ``held_out`` (the
+  heading's test split), ``accuracy`` (the card's headline line, e.g. ``GT 2D: P1 43.9 / ...
+  mm``), ``trajectory`` (its MRPE line, or ``''`` without a trajectory model).
+  """
+  card = model_card(spec, root)
+  name = path(spec, root).name
+
+  def find(pattern: str, default: str = "") -> str:
+    match = re.search(pattern, card, flags=re.MULTILINE)
+    return match.group(1).strip() if match else default
+
+  return {"name": name,
+          "variant": find(r"^PoseFormerV2 (\d+_\d+_\d+)", "?"),
+          "subjects": find(r"^- Data: [^`]*`([^`]+)`", "?").replace(",", ", "),
+          "held_out": find(r"^## Held-out accuracy \(([^,)]+)", "?"),
+          "accuracy": find(r"^## Held-out accuracy[^\n]*\n\n([^\n]+)", "?"),
+          "trajectory": find(r"^## Root trajectory[^\n]*\n\n[^\n]*\n\n([^\n]+)")}
+
+
+def summary_table(card_link, root: Path = _HERE) -> str:
+  """A markdown table of every shipped model, made from the cards (`card_summary`).
+
+  `card_link(name)` gives the link target of a model's card (a path relative to the page
+  that shows the table). The README and the documentation's pretrained page show it.
+  """
+  rows = ["| name | model | trained on | held-out accuracy | root trajectory | card |",
+          "| --- | --- | --- | --- | --- | --- |"]
+  for name in available(root):
+    s = card_summary(name, root)
+    rows.append(f"| `{PREFIX}{name}` | {s['variant']} | Human3.6M {s['subjects']} | "
+                f"{s['held_out']}, {s['accuracy']} | {s['trajectory'] or '-'} | "
+                f"[card]({card_link(name)}) |")
+  return "\n".join(rows)
