@@ -23,13 +23,14 @@ import os
 import numpy as np
 
 from poseformer_jax import gaps
-from poseformer_jax.checkpoint import load_checkpoint
+from poseformer_jax import trajectory
+from poseformer_jax.checkpoint import load_checkpoint, load_trajectory
 from poseformer_jax.data import cameras, skeleton
 from poseformer_jax.errors import DataError
 from poseformer_jax.inference import Predictor
 from poseformer_jax.pretrained import DEFAULT_CHECKPOINT
 
-__all__ = ["DEFAULT_CHECKPOINT", "Lifter", "check_image_size", "lift"]
+__all__ = ["DEFAULT_CHECKPOINT", "Lifter", "check_image_size", "focal_px_for", "lift"]
 
 
 class Lifter:
@@ -41,31 +42,49 @@ class Lifter:
     batch_size: windows per forward pass (capped per clip at its length
       rounded up to 16, so short clips do not compute padding).
     flip: test-time flip averaging (as the published results).
+    trajectory: True: the checkpoint's trajectory model when it has one (a
+      ``trajectory/`` folder, `checkpoint.load_trajectory`); False: none; or a
+      ``(model, params, config)`` triple of one. Then `roots` places the person.
   """
 
   def __init__(self, checkpoint=DEFAULT_CHECKPOINT, *, batch_size: int = 1024,
-               flip: bool = True):
+               flip: bool = True, trajectory=True):
     if int(batch_size) != batch_size or batch_size < 1:
       raise DataError(f"batch_size must be a positive integer, got {batch_size}")
     self.model, self.params, self.config = _resolve_checkpoint(checkpoint)
+    self.trajectory = _resolve_trajectory(checkpoint, trajectory)
     self.batch_size, self.flip = int(batch_size), bool(flip)
     self.num_frames = int(self.model.num_frames)
     self.pad = (self.num_frames - 1) // 2
-    self._predictors: dict = {}  # batch size -> Predictor (each compiles once)
+    if self.trajectory is not None and int(self.trajectory[0].num_frames) != self.num_frames:
+      raise DataError(f"the trajectory model sees {self.trajectory[0].num_frames} frames, the "
+                      f"pose model {self.num_frames}; they must see the same windows")
+    self._predictors: dict = {}  # (kind, batch size) -> Predictor (each compiles once)
+
+  @property
+  def has_trajectory(self) -> bool:
+    """Whether the checkpoint carries a trajectory model (`roots` answers)."""
+    return self.trajectory is not None
 
   @property
   def variant(self) -> str:
     return str(self.config.get("variant", "?")) if hasattr(self.config, "get") else "?"
 
-  def predictor(self, batch_size: int | None = None):
-    """The `Predictor` of these weights for `batch_size` windows per pass (kept for reuse)."""
+  def predictor(self, batch_size: int | None = None, kind: str = "pose"):
+    """The `Predictor` of the pose (or, `kind`='trajectory', the trajectory) weights for
+    `batch_size` windows per pass (kept for reuse)."""
     b = int(batch_size or self.batch_size)
-    if b not in self._predictors:
-      self._predictors[b] = Predictor(
-          self.model, self.params, batch_size=b, flip=self.flip,
+    if (kind, b) not in self._predictors:
+      pose = kind == "pose"
+      if not pose and self.trajectory is None:
+        raise DataError("this checkpoint has no trajectory model (a trajectory/ folder)")
+      model, params = (self.model, self.params) if pose else self.trajectory[:2]
+      joints = (skeleton.JOINTS_LEFT, skeleton.JOINTS_RIGHT) if pose else ((), ())
+      self._predictors[kind, b] = Predictor(
+          model, params, batch_size=b, flip=self.flip,
           kps_left=skeleton.JOINTS_LEFT, kps_right=skeleton.JOINTS_RIGHT,
-          joints_left=skeleton.JOINTS_LEFT, joints_right=skeleton.JOINTS_RIGHT)
-    return self._predictors[b]
+          joints_left=joints[0], joints_right=joints[1], root_joint=0 if pose else None)
+    return self._predictors[kind, b]
 
   def __call__(self, keypoints_2d, image_size, *, chunk_size: int | None = None,
                progress=None) -> np.ndarray:
@@ -74,20 +93,54 @@ class Lifter:
     `progress`: optional callback with the number of frames done. See `lift`.
     """
     x, (w, h) = _check_keypoints(keypoints_2d, image_size, chunk_size)
+    xn = cameras.normalize_screen(x, w, h).astype(np.float32)
+    return self._predict("pose", xn, chunk_size, progress)
+
+  def roots(self, keypoints_2d, image_size, *, focal_px: float | None = None,
+            chunk_size: int | None = None, progress=None) -> np.ndarray:
+    """(T, 17, 2) H36M-17 pixels -> (T, 3) the root's camera-frame position, metres.
+
+    The pixels become rays through a pinhole camera with its principal point at the
+    image centre and focal length `focal_px` (pixels; None: `trajectory.DEFAULT_FOV_DEG`
+    of horizontal field of view, `focal_px_for`). Add them to `__call__`'s root-relative
+    poses for the camera-frame joints. The model places a person of the reference size
+    (`trajectory.REFERENCE_HEIGHT_M`); `trajectory.scale_to_height` rescales for another.
+    """
+    x, (w, h) = _check_keypoints(keypoints_2d, image_size, chunk_size)
+    rays = trajectory.rays_from_pixels(x, focal_px_for((w, h), focal_px), (w / 2, h / 2))
+    return self._predict("trajectory", rays, chunk_size, progress)[:, 0]
+
+  def _predict(self, kind: str, x: np.ndarray, chunk_size, progress) -> np.ndarray:
+    """One clip's model inputs (T, 17, 2) -> outputs (T, J', 3), whole or in chunks with
+    `pad` frames of context (every frame sees the same window either way)."""
     t = x.shape[0]
     span = t if chunk_size is None else min(t, int(chunk_size) + 2 * self.pad)
-    predictor = self.predictor(min(self.batch_size, -(-span // 16) * 16))
-    xn = cameras.normalize_screen(x, w, h).astype(np.float32)
+    predictor = self.predictor(min(self.batch_size, -(-span // 16) * 16), kind)
     if chunk_size is None:
-      return predictor.predict_sequences([xn], progress=progress)[0]
-    out = np.empty((t, 17, 3), np.float32)
+      return predictor.predict_sequences([x], progress=progress)[0]
+    out = np.empty((t, predictor.output_joints, 3), np.float32)
     for start in range(0, t, int(chunk_size)):
       stop = min(t, start + int(chunk_size))
       lo, hi = max(0, start - self.pad), min(t, stop + self.pad)
-      out[start:stop] = predictor.predict_sequences([xn[lo:hi]])[0][start - lo:stop - lo]
+      out[start:stop] = predictor.predict_sequences([x[lo:hi]])[0][start - lo:stop - lo]
       if progress is not None:
         progress(stop)
     return out
+
+
+def focal_px_for(image_size, focal_px: float | None = None, fov_deg: float | None = None
+                 ) -> float:
+  """The focal length (pixels) to use: `focal_px`, else from `fov_deg` (horizontal field of
+  view, degrees), else from `trajectory.DEFAULT_FOV_DEG`. A DataError for bad values."""
+  w = float(image_size[0])
+  if focal_px is not None:
+    if not (np.isfinite(focal_px) and focal_px > 0):
+      raise DataError(f"the focal length must be positive (pixels), got {focal_px}")
+    return float(focal_px)
+  fov = trajectory.DEFAULT_FOV_DEG if fov_deg is None else float(fov_deg)
+  if not 1.0 <= fov <= 170.0:
+    raise DataError(f"the field of view must be in 1..170 degrees, got {fov}")
+  return trajectory.focal_from_fov(w, fov)
 
 
 def lift(keypoints_2d, image_size, checkpoint, *, batch_size: int = 1024, flip: bool = True,
@@ -160,6 +213,18 @@ def check_image_size(image_size) -> tuple[float, float]:
   if not (np.isfinite(w) and np.isfinite(h) and w > 0 and h > 0):
     raise DataError(f"image size must be positive, got {image_size!r} (width, height)")
   return w, h
+
+
+def _resolve_trajectory(checkpoint, trajectory):
+  """The (model, params, config) of the trajectory: `trajectory` itself when a triple, the
+  checkpoint's ``trajectory/`` when True and the checkpoint is a path, else None."""
+  if trajectory is False or trajectory is None:
+    return None
+  if isinstance(trajectory, (tuple, list)) and len(trajectory) == 3:
+    return tuple(trajectory)
+  if isinstance(checkpoint, (str, os.PathLike)):
+    return load_trajectory(checkpoint)
+  return None
 
 
 def _resolve_checkpoint(checkpoint):

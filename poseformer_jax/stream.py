@@ -31,9 +31,10 @@ import collections
 
 import numpy as np
 
+from poseformer_jax import trajectory
 from poseformer_jax.data import cameras, windows
 from poseformer_jax.errors import DataError
-from poseformer_jax.lifter import Lifter, check_image_size
+from poseformer_jax.lifter import Lifter, check_image_size, focal_px_for
 
 
 class StreamingLifter:
@@ -48,16 +49,25 @@ class StreamingLifter:
       frames (`history`), for exports after the stream ends.
     latency: frames between a frame's arrival and its pose, 0..pad (frames of
       future context each window sees); None: pad, the offline result.
+    focal_px: the camera's focal length in pixels for the root trajectory (None:
+      `poseformer_jax.lifter.focal_px_for`'s default field of view).
+
+  With a checkpoint that has a trajectory model, every pose returned by `push` and
+  `flush` also has its root's camera-frame position (metres): `last_roots`, (K, 3)
+  for the K poses of the last call, and ``history['root_3d']`` when recording;
+  the same windows as the poses (offline, with the full latency: `Lifter.roots`).
   """
 
   def __init__(self, checkpoint, image_size, *, flip: bool = True, record: bool = False,
-               latency: int | None = None):
+               latency: int | None = None, focal_px: float | None = None):
     self.image_size = check_image_size(image_size)
     lifter = checkpoint if isinstance(checkpoint, Lifter) else Lifter(
         checkpoint, batch_size=1, flip=flip)
     self.num_frames, self.pad = lifter.num_frames, lifter.pad
     self.latency = self.pad if latency is None else windows.check_latency(latency, self.pad)
     self._predictor = lifter.predictor(1)
+    self._roots = lifter.predictor(1, "trajectory") if lifter.has_trajectory else None
+    self.focal_px = focal_px_for(self.image_size, focal_px)
     self.record = record
     self.reset()
 
@@ -69,12 +79,14 @@ class StreamingLifter:
   def reset(self) -> None:
     """Starts a new clip."""
     self._frames = collections.deque(maxlen=self.num_frames)  # normalised (17, 2), filled
+    self._rays = collections.deque(maxlen=self.num_frames)  # the same as pinhole rays
     self._pixels = collections.deque(maxlen=self.num_frames)  # (pixels, filled mask)
     self._last = np.full((17, 2), np.nan)  # last seen pixel position per joint
     self._pushed = 0  # frames pushed since reset
     self._accepted = 0  # frames since the first complete one (window indices)
     self.first_frame = None  # index of the first frame that gets a pose
-    self.history = {"keypoints_2d": [], "filled": []}
+    self.history = {"keypoints_2d": [], "filled": [], "root_3d": []}
+    self.last_roots = np.zeros((0, 3), np.float32)
 
   def push(self, keypoints_2d) -> np.ndarray | None:
     """Adds one frame: (17, 2) H36M-17 pixels, NaN where missing.
@@ -98,10 +110,12 @@ class StreamingLifter:
     kp[missing] = self._last[missing]
     w, h = self.image_size
     self._frames.append(cameras.normalize_screen(kp, w, h).astype(np.float32))
+    self._rays.append(trajectory.rays_from_pixels(kp, self.focal_px, (w / 2, h / 2)))
     self._pixels.append((kp, missing))
     self._accepted += 1
     target = self._accepted - 1 - self.latency
     if target < 0:
+      self.last_roots = np.zeros((0, 3), np.float32)
       return None
     return self._lift([target], self._accepted - 1)[0]
 
@@ -110,12 +124,15 @@ class StreamingLifter:
     frames, edge-padded as offline), as (K, 17, 3); then the stream starts anew."""
     last = self._accepted - 1
     targets = list(range(max(0, self._accepted - self.latency), self._accepted))
-    out = (np.stack([self._lift([m], last)[0] for m in targets]) if targets
-           else np.zeros((0, 17, 3), np.float32))
+    out, roots = [], []
+    for m in targets:
+      out.append(self._lift([m], last)[0])
+      roots.append(self.last_roots)
     history, first = self.history, self.first_frame
     self.reset()
     self.history, self.first_frame = history, first
-    return out
+    self.last_roots = np.concatenate(roots) if roots else np.zeros((0, 3), np.float32)
+    return np.stack(out) if out else np.zeros((0, 17, 3), np.float32)
 
   def _lift(self, targets, last: int) -> np.ndarray:
     """Poses of accepted-frame indices `targets`, with frames up to `last` known."""
@@ -124,9 +141,14 @@ class StreamingLifter:
     rows = windows.window_index(np.full(len(m), -start), np.full(len(m), last + 1), m, self.pad,
                                 self.latency)  # frames up to `last`, `latency` after each
     x = np.stack(self._frames)[rows]
+    self.last_roots = np.zeros((0, 3), np.float32)
+    if self._roots is not None:
+      self.last_roots = self._roots.predict_windows(np.stack(self._rays)[rows])[:, 0]
     if self.record:
-      for m in targets:
+      for i, m in enumerate(targets):
         kp, mask = self._pixels[m - start]
         self.history["keypoints_2d"].append(kp)
         self.history["filled"].append(mask)
+        if self._roots is not None:
+          self.history["root_3d"].append(self.last_roots[i])
     return self._predictor.predict_windows(x)

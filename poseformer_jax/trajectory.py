@@ -63,6 +63,10 @@ REFERENCE_BONES_M = 4.15
 # length above the lowest foot joint (S1-S8: 0.380-0.397), 1.62 m, and the top of the head
 # is ~8 cm above the head joint. `scale_to_height` rescales roots for another height.
 REFERENCE_HEIGHT_M = 1.70
+# Horizontal field of view assumed when a video's focal length is not given: between a
+# phone's main camera (65-75 degrees) and a webcam's or a telephoto clip's. Absolute depth
+# scales with the focal length, so it is only as good as this guess (`lift --focal/--fov`).
+DEFAULT_FOV_DEG = 60.0
 
 
 def rays_from_pixels(keypoints_px: np.ndarray, focal_px, center_px) -> np.ndarray:

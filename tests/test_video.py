@@ -432,7 +432,7 @@ def test_renderer_places_2d_skeleton_on_image_pixels():
   assert np.abs(colour(200, 300) - red).max() < 40
   assert (colour(200, 200) == figure._BLANK).all()
   # 3D: camera y points down, the plot's third axis up.
-  up = figure.PoseRenderer._to_plot(np.array([[0.0, -1.0, 0.0]]))
+  up = figure.to_plot(np.array([[0.0, -1.0, 0.0]]))
   assert up[0, 2] == 1.0
 
 

@@ -16,14 +16,16 @@ confident ones (`Person.estimates`), for the low-confidence fallback of
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from poseformer_jax import trajectory
 from poseformer_jax.errors import DataError
 from poseformer_jax.lift_command.summary import Summary
-from poseformer_jax.lifter import check_image_size
+from poseformer_jax.lifter import check_image_size, focal_px_for
 from poseformer_jax.video import ffmpeg, formats, people, tracks
 
 
@@ -208,3 +210,13 @@ def _cut(p: Person, stop: int) -> Person:
   keep = p.frames < stop
   return replace(p, frames=p.frames[keep], keypoints=p.keypoints[keep],
                  estimates=None if p.estimates is None else p.estimates[keep])
+
+
+def focal_px(opts, size) -> float:
+  """The camera's focal length (pixels) for the root trajectory: --focal, else from --fov,
+  else the default field of view, with one warning line (absolute depth scales with it)."""
+  if opts.focal is None and opts.fov is None:
+    print(f"warning: no --focal or --fov: the root trajectory assumes a "
+          f"{trajectory.DEFAULT_FOV_DEG:g} degree horizontal field of view, so absolute depth "
+          "is only as good as that guess", file=sys.stderr)
+  return focal_px_for(size, opts.focal, opts.fov)

@@ -70,6 +70,12 @@ def _define_flags(fv: flags.FlagValues) -> None:
   f("fps", None, "frame rate (default: keypoint file, video, else 25)", flag_values=fv)
   f("min-score", None, "confidence below which a joint counts as missing (a joint never "
     "above it takes the detector's low-confidence estimate)", flag_values=fv)
+  f("focal", None, "the camera's focal length in pixels, for the root trajectory (absolute "
+    "depth scales with it)", flag_values=fv)
+  f("fov", None, "or its horizontal field of view in degrees (default: 60, with a warning)",
+    flag_values=fv)
+  f("height", None, "the person's height in metres: places them at the right distance "
+    "(the model assumes 1.70 m)", flag_values=fv)
   i("batch-size", 1024, "windows per forward pass", flag_values=fv)
   i("chunk-size", None, "lift in chunks of this many frames (same result)", flag_values=fv)
   i("max-frames", None, "use only the first N frames", flag_values=fv)
@@ -84,6 +90,7 @@ def _define_flags(fv: flags.FlagValues) -> None:
   i("camera", 0, "camera index for --webcam", flag_values=fv)
   for name, text in (("no-flip", "disable test-time flip averaging"),
                      ("no-progress", "no progress bars"),
+                     ("no-trajectory", "root-relative poses only, even with a trajectory model"),
                      ("overwrite", "replace existing output files"),
                      ("verbose", "full tracebacks on errors")):
     b(name, False, text, flag_values=fv)
@@ -101,6 +108,13 @@ def parse(argv) -> types.SimpleNamespace:
   if opts.input is not None and opts.keypoints is not None:
     raise DataError("bad command line: give INPUT or --keypoints, not both")
   opts.image_size = _parse_size(opts.image_size)
+  if opts.focal is not None and opts.fov is not None:
+    raise DataError("bad command line: give --focal or --fov, not both")
+  for name, low, high in (("focal", 0.0, float("inf")), ("fov", 1.0, 170.0),
+                          ("height", 0.3, 3.0)):
+    value = getattr(opts, name)
+    if value is not None and not low < value <= high:
+      raise DataError(f"--{name} must be in ({low:g}, {high:g}], got {value:g}")
   for name in ("batch_size", "chunk_size", "max_frames", "min_track_frames"):
     value = getattr(opts, name)
     if value is not None and value < 1:

@@ -80,7 +80,8 @@ def run_stream(opts, src: Source, lifter: Lifter, summary: Summary) -> tuple[lis
     try:
       for row, est in _rows(opts, images, detector, raw, summary, info):
         if stream is None:
-          stream = StreamingLifter(lifter, info["size"], record=True)
+          focal = inputs.focal_px(opts, info["size"]) if lifter.has_trajectory else None
+          stream = StreamingLifter(lifter, info["size"], record=True, focal_px=focal)
         seen |= ~np.isnan(row).any(-1)
         low = ~seen & np.isfinite(est).all(-1)
         row = np.where(low[:, None], est, row)
@@ -115,6 +116,8 @@ def _finish(opts, src, stream, poses, low_rows, raw, info, summary):
                 poses_3d=np.stack(poses).astype(np.float32), keypoints_2d=kps,
                 filled=np.stack(stream.history["filled"]),
                 low_confidence=np.stack(low_rows[first:first + len(kps)]))
+  if stream.history["root_3d"]:
+    result["root_3d"] = np.stack(stream.history["root_3d"]).astype(np.float32)
   fps = opts.fps or info.get("fps") or (n / info["elapsed"] if info.get("elapsed") else 25.0)
   detections = None
   if raw:

@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from poseformer_jax import gaps
+from poseformer_jax import trajectory
 from poseformer_jax.cli import Outputs
 from poseformer_jax.data import skeleton
 from poseformer_jax.errors import DataError
@@ -49,8 +50,13 @@ def run(opts) -> int:
       writing.plan_people(opts, out, clip)
       results = [fill(p, clip, summary) for p in clip.people]
       warn_fallbacks(opts, clip, results)
+      focal = inputs.focal_px(opts, clip.size) if lifter.has_trajectory else None
       for r in results:
         r["poses_3d"] = lift_person(opts, lifter, clip, r, summary)
+        if focal is not None:
+          r["root_3d"] = place_person(opts, lifter, clip, r, summary, focal)
+    if all("root_3d" in r for r in results):
+      in_space(opts, results, summary)
     writing.write(opts, out, clip, results, summary)
     written = out.commit()
   except BaseException:
@@ -63,8 +69,35 @@ def run(opts) -> int:
 
 
 def load_lifter(opts) -> Lifter:
-  """The checkpoint of --checkpoint, loaded once for every person and clip."""
-  return Lifter(opts.checkpoint, batch_size=opts.batch_size, flip=not opts.no_flip)
+  """The checkpoint of --checkpoint (and its trajectory model unless --no-trajectory),
+  loaded once for every person and clip."""
+  return Lifter(opts.checkpoint, batch_size=opts.batch_size, flip=not opts.no_flip,
+                trajectory=not opts.no_trajectory)
+
+
+def in_space(opts, results: list[dict], summary: Summary) -> None:
+  """Each result's camera-frame joints ``poses_3d_camera`` = pose + root; with --height
+  the person's roots and poses scaled from the model's reference height."""
+  for r in results:
+    if opts.height is not None:
+      k = opts.height / trajectory.REFERENCE_HEIGHT_M
+      r["root_3d"] = r["root_3d"] * k
+      r["poses_3d"] = r["poses_3d"] * k
+    r["poses_3d_camera"] = (r["poses_3d"] - r["poses_3d"][:, :1]
+                            + r["root_3d"][:, None]).astype(np.float32)
+  depth = np.concatenate([r["root_3d"][:, 2] for r in results])
+  summary.facts.append(f"root trajectory: depth {depth.min():.2f}-{depth.max():.2f} m"
+                       + (f" (person {opts.height:g} m tall)" if opts.height else
+                          f" (a person {trajectory.REFERENCE_HEIGHT_M:g} m tall; --height "
+                          "for another)"))
+
+
+def place_person(opts, lifter: Lifter, clip: Clip, result: dict, summary: Summary,
+                 focal: float) -> np.ndarray:
+  """(N, 3) camera-frame roots of one person's filled keypoints (stage "trajectory")."""
+  with summary.stage("trajectory", len(result["keypoints_2d"])):
+    return lifter.roots(result["keypoints_2d"], clip.size, focal_px=focal,
+                        chunk_size=opts.chunk_size)
 
 
 def choose(opts, src: Source, clip: Clip, summary: Summary) -> Clip:

@@ -66,6 +66,12 @@ def arrays(result: dict) -> dict:
   return {k: v for k, v in result.items() if k not in _NOT_ARRAYS}
 
 
+def _placed(result: dict):
+  """The poses a BVH animates: camera-frame joints when the result has a root trajectory
+  (the root then moves), else the root-relative poses."""
+  return result.get("poses_3d_camera", result["poses_3d"])
+
+
 def write(opts, out: Outputs, clip: Clip, results: list[dict], summary: Summary) -> None:
   """Every planned output, under temporary names (`Outputs.commit` renames them)."""
   p = out.paths
@@ -77,7 +83,7 @@ def write(opts, out: Outputs, clip: Clip, results: list[dict], summary: Summary)
         tracks.save_json(out.tmp("json"), results, **meta)
       for r in results:
         if f"bvh_{r['track']}" in p:
-          bvh.write_bvh(out.tmp(f"bvh_{r['track']}"), r["poses_3d"], clip.fps)
+          bvh.write_bvh(out.tmp(f"bvh_{r['track']}"), _placed(r), clip.fps)
     else:
       r = results[0]
       first = int(r["frames"][0])
@@ -85,7 +91,7 @@ def write(opts, out: Outputs, clip: Clip, results: list[dict], summary: Summary)
       if "json" in p:
         export.save_json(out.tmp("json"), **arrays(r), **meta, first_frame=first)
       if "bvh" in p:
-        bvh.write_bvh(out.tmp("bvh"), r["poses_3d"], clip.fps)
+        bvh.write_bvh(out.tmp("bvh"), _placed(r), clip.fps)
     if "save_keypoints" in p and clip.detections is not None:
       _save_detections(out.tmp("save_keypoints"), clip)
   _render(opts, out, clip, results, summary)

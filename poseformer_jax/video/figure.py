@@ -11,7 +11,8 @@ shown with y up and seen from slightly above and to the side of the camera
 (``elev=15, azim=-70``; ``azim=-90, elev=0`` is exactly the camera's view),
 fixed axis limits of +-``radius`` metres so motion is comparable across
 frames. Each person's root is drawn at their ``offset`` (camera-space metres;
-0 is the centre).
+0 is the centre). With a root trajectory a `scene.Scene` sets the limits around the
+whole path, draws the floor grid, and each person's root trail runs on the floor.
 
 Speed: the static parts (3D box, grid, labels) are drawn once and kept as a
 background; per frame the background is restored, the video frame is pasted
@@ -28,10 +29,12 @@ import numpy as np
 
 from poseformer_jax.errors import DataError
 from poseformer_jax.video.formats import H36M_LEFT, H36M_PARENTS, H36M_RIGHT
+from poseformer_jax.video.scene import Scene, to_plot
 
 LEFT_COLOUR = "#1f6fd1"
 RIGHT_COLOUR = "#e0302a"
 CENTRE_COLOUR = "#505050"
+TRAIL_COLOUR = "#2a9d5c"
 BONES = tuple((p, c) for c, p in enumerate(H36M_PARENTS) if p >= 0)
 HEAD = 10
 _BLANK = 235  # grey level of the blank canvas
@@ -55,6 +58,7 @@ class Drawn:
   filled, low_confidence: (17,) bool or None (joints drawn hollow / pale).
   offset: (3,) camera-space metres where the root is drawn.
   label: text by the head ("" for none).
+  trail: (K, 3) camera-space roots so far (drawn on the floor of a scene), or None.
   """
   keypoints_2d: np.ndarray
   pose_3d: np.ndarray
@@ -62,6 +66,7 @@ class Drawn:
   low_confidence: np.ndarray | None = None
   offset: tuple = (0.0, 0.0, 0.0)
   label: str = ""
+  trail: np.ndarray | None = None
 
 
 class PoseRenderer:
@@ -74,10 +79,13 @@ class PoseRenderer:
       the left panel keeps the image's aspect ratio, the right one is square.
     elev, azim: 3D view angles (degrees), see the module doc.
     radius: half extent of the 3D axes, metres.
+    scene: a `scene.Scene` (people moving through camera space): its limits and floor.
   """
 
   def __init__(self, image_size: Sequence[int], *, people: int = 1, height: int = 480,
-               elev: float = 15.0, azim: float = -70.0, radius: float = 1.0):
+               elev: float = 15.0, azim: float = -70.0, radius: float = 1.0,
+               scene: Scene | None = None):
+    self.scene = scene
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -123,8 +131,12 @@ class PoseRenderer:
     ax3 = self.fig.add_axes((self.left_width / self.width, 0, self.right_width / self.width, 1),
                             projection="3d")
     ax3.view_init(elev=elev, azim=azim)
-    for set_lim in (ax3.set_xlim, ax3.set_ylim, ax3.set_zlim):
-      set_lim(-radius, radius)
+    centre = np.zeros(3) if self.scene is None else self.scene.centre
+    radius = radius if self.scene is None else self.scene.radius
+    for set_lim, c in zip((ax3.set_xlim, ax3.set_ylim, ax3.set_zlim), centre):
+      set_lim(c - radius, c + radius)
+    for a, b in ([] if self.scene is None else self.scene.grid):  # static: the background
+      ax3.plot(*zip(a, b), "-", lw=0.6, color="#9a9a9a")
     ax3.set_box_aspect((1, 1, 1), zoom=1.1)
     ax3.set_xlabel("x (right)", labelpad=-12)
     ax3.set_ylabel("depth", labelpad=-12)
@@ -148,13 +160,10 @@ class PoseRenderer:
       line.set_clip_box(ax3.bbox)
       line.set_clip_on(True)
     label_3d = ax3.text(0, 0, 0, "", color="black", fontsize=8, ha="center")
-    return {"2d": [*lines, points, label], "3d": [*lines_3d, label_3d], "lines": lines,
-            "points": points, "label": label, "lines_3d": lines_3d, "label_3d": label_3d}
-
-  @staticmethod
-  def _to_plot(pose: np.ndarray) -> np.ndarray:
-    """Camera space (x right, y down, z forward) -> plot axes (x, depth, up)."""
-    return np.stack([pose[:, 0], pose[:, 2], -pose[:, 1]], -1)
+    trail = ax3.plot([], [], [], "-", lw=1.5, color=TRAIL_COLOUR)[0]
+    return {"2d": [*lines, points, label], "3d": [*lines_3d, label_3d, trail], "lines": lines,
+            "points": points, "label": label, "lines_3d": lines_3d, "label_3d": label_3d,
+            "trail": trail}
 
   def draw(self, frame: np.ndarray | None, keypoints_2d: np.ndarray, pose_3d: np.ndarray,
            filled: np.ndarray | None = None, label: str = "",
@@ -209,7 +218,11 @@ class PoseRenderer:
       face[np.asarray(person.filled, bool)] = (1, 1, 1, 0)
     slot["points"].set_facecolors(face)
     pose = np.asarray(person.pose_3d, np.float64)
-    p = self._to_plot(pose - pose[:1] + np.asarray(person.offset, np.float64))
+    p = to_plot(pose - pose[:1] + np.asarray(person.offset, np.float64))
+    has_trail = self.scene is not None and person.trail is not None and len(person.trail) > 0
+    if has_trail:
+      slot["trail"].set_data_3d(*self.scene.on_floor(person.trail).T)
+    slot["trail"].set_visible(has_trail)
     for line, (a, b) in zip(slot["lines_3d"], BONES):
       line.set_data_3d(p[[a, b], 0], p[[a, b], 1], p[[a, b], 2])
     slot["label"].set_text(person.label)

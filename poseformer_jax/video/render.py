@@ -7,8 +7,9 @@ together: the video runs from the first track's first frame to the last one's
 last, each person is labelled with their track id, and their 3D skeletons
 (root-relative, as lifted) stand in a row, a metre apart, in the order they
 stand in the image from left to right (`offsets`; where people really are is
-in the 2D panel: their depth is not known), unless a result gives its own root
-position (``root_3d``, camera space).
+in the 2D panel: their depth is not known), unless results give their root position
+(``root_3d``, camera space): then they move through the scene over the floor under
+their feet, with their roots' trails (`scene_of`).
 
 Videos are decoded (directly at the panel's size) and encoded by
 `poseformer_jax.video.ffmpeg`.
@@ -26,6 +27,7 @@ from tqdm import tqdm
 from poseformer_jax.errors import DataError
 from poseformer_jax.video import ffmpeg
 from poseformer_jax.video.figure import Drawn, PoseRenderer
+from poseformer_jax.video.scene import Scene
 
 SPACING = 1.0  # metres between the roots of people drawn side by side (`offsets`)
 
@@ -76,11 +78,13 @@ def _drawn(people: Sequence[dict]) -> tuple[int, list[list[Drawn]], list[str], f
   first = min(int(c[0][0]) for c in checked)
   t = max(int(c[0][-1]) for c in checked) - first + 1
   where = offsets(people)
+  moving = all(p.get("root_3d") is not None for p in people)
   frames: list[list[Drawn]] = [[] for _ in range(t)]
   for (f, kps, poses, mask, low, track), off in zip(checked, where):
     label = "" if track is None or len(people) == 1 else str(track)
     for k in range(len(f)):
-      frames[f[k] - first].append(Drawn(kps[k], poses[k], mask[k], low[k], off[k], label))
+      frames[f[k] - first].append(Drawn(kps[k], poses[k], mask[k], low[k], off[k], label,
+                                        off[:k + 1] if moving else None))
   if len(checked) == 1:
     mask, low = checked[0][3], checked[0][4]
     captions = [_label(i, t, mask[i], low[i]) for i in range(t)]
@@ -97,6 +101,15 @@ def _label(i: int, t: int, mask_row: np.ndarray, low_row: np.ndarray) -> str:
   return f"frame {i + 1}/{t}" + (f"  ({', '.join(notes)})" if notes else "")
 
 
+def scene_of(people: Sequence[dict]) -> Scene | None:
+  """With every person's ``root_3d``: the `scene.Scene` of their camera-frame joints."""
+  if not people or any(p.get("root_3d") is None for p in people):
+    return None
+  joints = [np.asarray(p["poses_3d"], np.float64) - np.asarray(p["poses_3d"])[:, :1]
+            + np.asarray(p["root_3d"], np.float64)[:, None] for p in people]
+  return Scene.fit(np.concatenate(joints))
+
+
 def _renderer(video_path, people, image_size, height: int, view: dict):
   """(renderer, image size, first frame, per-frame people, captions) for `people`."""
   if not people:
@@ -107,8 +120,11 @@ def _renderer(video_path, people, image_size, height: int, view: dict):
     image_size = ffmpeg.video_info(video_path)["size"]
   first, frames, captions, extent = _drawn(people)
   view = dict(view)
-  view["radius"] = view.get("radius", 1.0) + extent
-  renderer = PoseRenderer(image_size, people=max(len(d) for d in frames), height=height, **view)
+  scene = scene_of(people)
+  if scene is None:
+    view["radius"] = view.get("radius", 1.0) + extent
+  renderer = PoseRenderer(image_size, people=max(len(d) for d in frames), height=height,
+                          scene=scene, **view)
   return renderer, image_size, first, frames, captions
 
 
