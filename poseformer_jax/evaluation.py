@@ -214,7 +214,8 @@ def _predict(predictor: Predictor, inputs: list, progress: bool, latency=None) -
       bar.update(int(np.searchsorted(ends, done, side="right")) - bar.n)
 
   try:
-    return predictor.predict_sequences(inputs, progress=on_frames, latency=latency)
+    extra = {} if latency is None else {"latency": latency}  # also predictors without it
+    return predictor.predict_sequences(inputs, progress=on_frames, **extra)
   finally:
     if bar is not None:
       bar.close()
