@@ -161,6 +161,9 @@ def test_opens_offline_without_errors_and_plays(open_page, arm_page):
   assert pg.js("poseViewer.webgl()") and pg.js("poseViewer.playing()")
   first, clock = pg.js("poseViewer.frame()"), pg.page.locator("#clock").inner_text()
   pg.page.wait_for_function(f"poseViewer.frame() !== {first}", timeout=10_000)
+  # The clock is written when the frame is drawn, one animation frame after the frame advances.
+  pg.page.wait_for_function("c => document.getElementById('clock').innerText !== c", arg=clock,
+                            timeout=10_000)
   assert pg.page.locator("#clock").inner_text() != clock
   assert pg.page.locator("#play").inner_text() == "pause"
   pg.page.locator("#play").click()
