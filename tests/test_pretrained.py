@@ -221,6 +221,35 @@ def test_shipped_model_scores_its_card_on_real_s8(tmp_path, real_h36m_root):
        f"--config.data.root={real_h36m_root}", *pretrained.CHECK_FLAGS, f"--output={out}"],
       capture_output=True, text=True, cwd=REPO_ROOT, timeout=900)
   assert proc.returncode == 0, proc.stderr[-2000:]
-  p1 = json.loads(out.read_text())["average"]["p1"]
-  assert abs(p1 - pretrained.check_p1(f"pretrained:{SHIPPED}")) <= 0.5
-  assert 30.0 < p1 < 80.0  # and it is a trained model's accuracy
+  got = json.loads(out.read_text())["average"]
+  assert abs(got["p1"] - pretrained.check_p1(f"pretrained:{SHIPPED}")) <= 0.5
+  assert 30.0 < got["p1"] < 80.0  # and it is a trained model's accuracy
+  # The default model places the person too: its root error on the same subset is the card's.
+  card_mrpe = pretrained.check_mrpe(f"pretrained:{SHIPPED}")
+  assert card_mrpe is not None, "the default model ships without a trajectory model"
+  assert abs(got["mrpe"] - card_mrpe) <= 2.0
+  assert 20.0 < got["mrpe"] < 200.0 and got["abs_mpjpe"] > got["p1"]
+
+
+@pytest.mark.real_data
+def test_shipped_trajectory_walks_as_far_as_the_person(real_h36m_root):
+  """On S8's walking sequences (every camera, GT 2D, 50 frames/s) the length of the predicted
+  root path is within 15 % of the true path's: the body moves through space, not on the spot
+  and not with jitter that doubles the distance."""
+  from poseformer_jax import evaluation
+  from poseformer_jax.data import dataset
+  model, params, config = ckpt_lib.load_trajectory(pretrained.path(f"pretrained:{SHIPPED}"))
+  config.data.root, config.data.keypoints = str(real_h36m_root), "gt"
+  config.data.subjects_test = "S8"
+  seqs, info = dataset.load_sequences(config.data, "test")
+  seqs = [s for s in seqs if s.action.split(" ")[0] in ("Walking", "WalkTogether")]
+  assert len(seqs) == 16  # 2 recordings x 2 actions x 4 cameras
+  predictor = evaluation.make_trajectory_predictor(model, params, info, batch_size=512)
+  roots = predictor.predict_sequences([s.rays_2d for s in seqs])
+
+  def length(path):
+    return float(np.linalg.norm(np.diff(path, axis=0), axis=1).sum())
+
+  ratios = np.array([length(r[:, 0]) / length(s.root_3d) for r, s in zip(roots, seqs)])
+  assert all(length(s.root_3d) > 5.0 for s in seqs)  # metres walked: a real path
+  assert np.all(np.abs(ratios - 1.0) <= 0.15), ratios

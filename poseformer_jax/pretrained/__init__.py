@@ -102,7 +102,9 @@ def card_summary(spec: str, root: Path = _HERE) -> dict[str, str]:
   return {"name": name,
           "variant": find(r"^PoseFormerV2 (\d+_\d+_\d+)", "?"),
           "subjects": find(r"^- Data: [^`]*`([^`]+)`", "?").replace(",", ", "),
-          "held_out": find(r"^## Held-out accuracy \(([^,)]+)", "?"),
+          "held_out": find(r"^## Held-out accuracy \(([^,)]+)", "?")
+                      + (" (sibling)" if re.search(r"^## Held-out accuracy [^\n]*sibling", card,
+                                                   flags=re.MULTILINE) else ""),
           "accuracy": find(r"^## Held-out accuracy[^\n]*\n\n([^\n]+)", "?"),
           "trajectory": find(r"^## Root trajectory[^\n]*\n\n[^\n]*\n\n([^\n]+)")}
 

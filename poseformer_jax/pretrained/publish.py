@@ -67,6 +67,10 @@ _TRAJ = flags.DEFINE_string("trajectory_workdir", None, "A trajectory model's tr
 _TRAJ_AVERAGE = flags.DEFINE_list("trajectory_average_with", [], "Other trajectory runs averaged "
                                   "with it (a uniform model soup).")
 _TRAJ_COMMAND = flags.DEFINE_string("trajectory_command", "", "The trajectory's training command.")
+_SIBLING = flags.DEFINE_string("sibling", None, "For a model whose training subjects include its "
+                               "test subjects (e.g. all five): the subjects of the sibling run "
+                               "trained the same way without them, whose eval JSONs --eval_json "
+                               "gives (e.g. S1,S5,S6,S7).")
 _BASELINE_JSON = flags.DEFINE_list("baseline_json", [], "eval.py --trajectory_baseline=pinhole "
                                    "outputs, one per --eval_json (the card's baseline rows).")
 
@@ -75,6 +79,8 @@ def read_log(workdir: Path) -> list[dict]:
   """The epoch records of a run's log.jsonl (later records of a resumed epoch win)."""
   by_epoch = {}
   path = workdir / "log.jsonl"
+  if not path.is_file() and workdir.name in ("checkpoints", "best"):
+    path = workdir.parent / "log.jsonl"  # a run's checkpoint folder: the run's log
   if path.is_file():
     for line in path.read_text().splitlines():
       try:
@@ -174,16 +180,35 @@ def size_of(folder: Path) -> int:
   return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+def held_out_heading(data, sibling: str | None) -> list[str]:
+  """The card's accuracy heading (markdown lines). A model that trained on its test subjects
+  shows the figures of its `sibling` (the subjects it trained on instead, same recipe)."""
+  test, train = data.subjects_test, data.subjects_train
+  seen = set(test.split(",")) & set(train.split(","))
+  if not seen:
+    return [f"## Held-out accuracy ({test}, never seen in training)", ""]
+  if not sibling:
+    raise PoseFormerError(f"the model trained on its test subjects ({','.join(sorted(seen))}): "
+                          "give --sibling with the subjects of the run that held them out")
+  return [f"## Held-out accuracy ({test}, of the sibling trained on {sibling})", "",
+          f"This model trained on `{train}`, {test} included, as the paper's protocol does "
+          "(its test subjects are S9 and S11: `eval.py --config.data.subjects_test=S9,S11` "
+          f"for those who have them). The figures below are those of its sibling, trained "
+          f"the same way (same start, recipe and number of steps) on `{sibling}`, for which "
+          f"{test} is unseen.", ""]
+
+
 def card_text(name: str, config, records: list[dict], results: list[dict], labels: list[str],
               command: str, hardware: str, size: int, notes: str,
               check: dict | None = None, average_with: tuple = (),
-              extra: list[str] = ()) -> str:
+              extra: list[str] = (), sibling: str | None = None) -> str:
   """The model card (markdown). `records` may span several continued runs (`read_lineage`)."""
   m, t, d = config.model, config.train, config.data
   hours = sum(r.get("epoch_time_s", 0.0) for r in records) / 3600.0
   steps = records[-1]["step"] if records else 0
   best = min((r for r in records if r.get("val_p1") is not None),
              key=lambda r: r["val_p1"], default=None)
+  kept = "last" if sibling else "best-validation"
   headline = " · ".join(f"{lab}: P1 {res['average']['p1']:.1f} / P2 {res['average']['p2']:.1f} "
                         f"/ P3 {res['average']['p3']:.1f} mm" for lab, res in zip(labels, results))
   lines = [
@@ -200,9 +225,9 @@ def card_text(name: str, config, records: list[dict], results: list[dict], label
       "```", "",
       f"Also: `python eval.py --checkpoint=pretrained:{name} ...`, "
       f"`poseformer-jax lift --checkpoint pretrained:{name} ...`.", "",
-      "## Held-out accuracy (S8, never seen in training)", "",
+      *held_out_heading(d, sibling),
       headline, "",
-      "Full protocol of `eval.py`: every frame of every S8 sequence and camera, "
+      f"Full protocol of `eval.py`: every frame of every {d.subjects_test} sequence and camera, "
       "test-time flip, P1 = MPJPE, P2 = after rigid (Procrustes) alignment, "
       "P3 = after scale alignment, millimetres.", "",
       action_table(results, labels), "",
@@ -224,12 +249,14 @@ def card_text(name: str, config, records: list[dict], results: list[dict], label
          "above; see the notes)." if records and records[-1].get("stage", 0) else "."),
       f"- Hardware and time: {hardware}; {hours:.2f} h of training steps logged in "
       "`log.jsonl` (validation excluded).",
-      f"- Best validation P1 during training: "
-      + (f"{best['val_p1']:.2f} mm at step {best['step']} (first {config.eval.max_frames} "
-         "frames of each S8 sequence)." if best else "none."),
-      (f"- Shipped: the mean of the best-validation parameters of this run and of "
+      (f"- Validation P1 during training: {d.subjects_test} is in this model's training set "
+       "(no held-out figure; the sibling's are above)." if sibling else
+       f"- Best validation P1 during training: "
+       + (f"{best['val_p1']:.2f} mm at step {best['step']} (first {config.eval.max_frames} "
+          f"frames of each {d.subjects_test} sequence)." if best else "none.")),
+      (f"- Shipped: the mean of the {kept} parameters of this run and of "
        f"{len(average_with)} other run(s) sharing its initialisation (a uniform model soup; "
-       "see the notes)" if average_with else "- Shipped: the best-validation parameters")
+       "see the notes)" if average_with else f"- Shipped: the {kept} parameters")
       + f" in float16 ({size / 1e6:.1f} MB); loading widens them to float32.",
       "", "Command:", "", "```", command, "```", "",
   ]
@@ -266,7 +293,7 @@ def trajectory_table(results: list[dict], labels: list[str]) -> str:
 
 def trajectory_section(name: str, config, records: list[dict], results: list[dict],
                        labels: list[str], baselines: list[dict], command: str, hardware: str,
-                       size: int, check: dict | None) -> list[str]:
+                       size: int, check: dict | None, sibling: str | None = None) -> list[str]:
   """The card's root-trajectory section (markdown lines); `config` is the trajectory model's."""
   m, t, d = config.model, config.train, config.data
   hours = sum(r.get("epoch_time_s", 0.0) for r in records) / 3600.0
@@ -280,7 +307,9 @@ def trajectory_section(name: str, config, records: list[dict], results: list[dic
       "focal length, so any camera) to the root joint's camera-frame position, metres. "
       "`lift` adds it to every output; `eval.py` scores it: MRPE (mean root position error, "
       "the Euclidean distance between the predicted and the true root), its x/y/z parts and "
-      "the absolute MPJPE (pose + root against the true camera-frame joints), mm.", "",
+      "the absolute MPJPE (pose + root against the true camera-frame joints), mm."
+      + (f" The figures are those of the sibling trained on `{sibling}` ({d.subjects_test} "
+         "unseen), pose and trajectory." if sibling else ""), "",
       " · ".join(f"{lab}: MRPE {res['average']['mrpe']:.0f} mm" for lab, res in
                  zip(labels, results)), "",
       trajectory_table(results, labels), ""]
@@ -298,9 +327,11 @@ def trajectory_section(name: str, config, records: list[dict], results: list[dic
       f"{len(records)} epochs of {t.max_steps_per_epoch} steps = {steps} steps; loss: the root's "
       "Euclidean error over its true depth.",
       f"- Hardware and time: {hardware}; {hours:.2f} h of training steps.",
-      "- Best validation MRPE: " + (f"{best['val_mrpe']:.1f} mm at step {best['step']} (first "
-                                    f"{config.eval.max_frames} frames of each test sequence)."
-                                    if best else "none."),
+      (f"- Validation MRPE during training: {d.subjects_test} is in this model's training set "
+       "(the figures above are the sibling's)." if sibling else
+       "- Best validation MRPE: " + (f"{best['val_mrpe']:.1f} mm at step {best['step']} (first "
+                                     f"{config.eval.max_frames} frames of each test sequence)."
+                                     if best else "none.")),
       "", "Command:", "", "```", command, "```", ""]
   if check is not None and check["average"].get("mrpe") is not None:
     lines += [f"{pretrained.CHECK_MRPE_LINE}: {check['average']['mrpe']:.1f} mm (the check "
@@ -322,7 +353,8 @@ def publish_trajectory(out: Path, name: str, results: list[dict], labels: list[s
              loss_label="train loss (root error / depth, x1000)")
   baselines = [json.loads(Path(p).read_text()) for p in _BASELINE_JSON.value]
   return trajectory_section(name, config, records, results, labels, baselines,
-                            _TRAJ_COMMAND.value, _HARDWARE.value, size_of(target), check)
+                            _TRAJ_COMMAND.value, _HARDWARE.value, size_of(target), check,
+                            _SIBLING.value)
 
 
 def main(argv) -> int:
@@ -353,7 +385,7 @@ def main(argv) -> int:
              else [])
     (out / f"{_NAME.value}.md").write_text(card_text(
         _NAME.value, config, records, results, labels, _COMMAND.value, _HARDWARE.value, size,
-        notes, check, tuple(_AVERAGE.value), extra))
+        notes, check, tuple(_AVERAGE.value), extra, _SIBLING.value))
   except (PoseFormerError, OSError, ValueError, KeyError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
