@@ -146,6 +146,34 @@ def test_publish_writes_weights_curve_and_card(tmp_path):
 # -- the model the project ships ------------------------------------------------------------
 
 
+def test_a_model_trained_on_its_test_subjects_shows_its_siblings_figures(tmp_path):
+  """A five-subject model has no held-out subject: its card must say whose figures it shows
+  (the sibling that held the test subject out) and the table of models must not call them its
+  own held-out accuracy; publishing it without naming the sibling is refused."""
+  config = _small_config()
+  config.data.subjects_train, config.data.subjects_test = "S1,S5,S6,S7,S8", "S8"
+  heading, note = publish.held_out_heading(config.data, "S1,S5,S6,S7")
+  assert heading[0] == "## Held-out accuracy (S8, of the sibling trained on S1,S5,S6,S7)"
+  assert "S9 and S11" in note[0] and "`S1,S5,S6,S7`" in note[0]
+  with pytest.raises(pretrained.PoseFormerError, match="--sibling"):
+    publish.held_out_heading(config.data, None)
+  config.data.subjects_train = "S1,S5,S6,S7"
+  assert publish.held_out_heading(config.data, None) == (
+      ["## Held-out accuracy (S8, never seen in training)", ""], [])
+  # The card and its summary row, as publish writes them.
+  config.data.subjects_train = "S1,S5,S6,S7,S8"
+  results = {"actions": {"Walk": {"p1": 50.0, "p2": 40.0, "p3": 45.0}},
+             "average": {"p1": 50.0, "p2": 40.0, "p3": 45.0}}
+  card = publish.card_text("five", config, [], [results], ["GT 2D"], "cmd", "hw", 1000, "",
+                           sibling="S1,S5,S6,S7")
+  (tmp_path / "five" / "0").mkdir(parents=True)  # a model folder holds a step
+  (tmp_path / "five.md").write_text(card)
+  row = pretrained.card_summary("five", tmp_path)
+  assert row["held_out"] == "S8 (sibling)" and row["accuracy"].startswith("GT 2D: P1 50.0")
+  assert "This model trained on `S1,S5,S6,S7,S8`" in card
+  assert "the last parameters" in card and "best-validation" not in card
+
+
 def test_shipped_model_is_listed_small_and_documented():
   assert SHIPPED in pretrained.available()
   folder = pretrained.path(f"pretrained:{SHIPPED}")

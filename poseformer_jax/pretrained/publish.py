@@ -180,20 +180,21 @@ def size_of(folder: Path) -> int:
   return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def held_out_heading(data, sibling: str | None) -> list[str]:
-  """The card's accuracy heading (markdown lines). A model that trained on its test subjects
-  shows the figures of its `sibling` (the subjects it trained on instead, same recipe)."""
+def held_out_heading(data, sibling: str | None) -> tuple[list[str], list[str]]:
+  """The card's accuracy heading and the note under its headline (markdown lines). A model
+  that trained on its test subjects shows the figures of its `sibling` (trained on the
+  subjects given instead, the same way)."""
   test, train = data.subjects_test, data.subjects_train
   seen = set(test.split(",")) & set(train.split(","))
   if not seen:
-    return [f"## Held-out accuracy ({test}, never seen in training)", ""]
+    return [f"## Held-out accuracy ({test}, never seen in training)", ""], []
   if not sibling:
     raise PoseFormerError(f"the model trained on its test subjects ({','.join(sorted(seen))}): "
                           "give --sibling with the subjects of the run that held them out")
-  return [f"## Held-out accuracy ({test}, of the sibling trained on {sibling})", "",
+  return [f"## Held-out accuracy ({test}, of the sibling trained on {sibling})", ""], [
           f"This model trained on `{train}`, {test} included, as the paper's protocol does "
           "(its test subjects are S9 and S11: `eval.py --config.data.subjects_test=S9,S11` "
-          f"for those who have them). The figures below are those of its sibling, trained "
+          f"for those who have them). These figures are those of its sibling, trained "
           f"the same way (same start, recipe and number of steps) on `{sibling}`, for which "
           f"{test} is unseen.", ""]
 
@@ -209,6 +210,7 @@ def card_text(name: str, config, records: list[dict], results: list[dict], label
   best = min((r for r in records if r.get("val_p1") is not None),
              key=lambda r: r["val_p1"], default=None)
   kept = "last" if sibling else "best-validation"
+  heading, sibling_note = held_out_heading(d, sibling)
   headline = " · ".join(f"{lab}: P1 {res['average']['p1']:.1f} / P2 {res['average']['p2']:.1f} "
                         f"/ P3 {res['average']['p3']:.1f} mm" for lab, res in zip(labels, results))
   lines = [
@@ -225,8 +227,9 @@ def card_text(name: str, config, records: list[dict], results: list[dict], label
       "```", "",
       f"Also: `python eval.py --checkpoint=pretrained:{name} ...`, "
       f"`poseformer-jax lift --checkpoint pretrained:{name} ...`.", "",
-      *held_out_heading(d, sibling),
+      *heading,
       headline, "",
+      *sibling_note,
       f"Full protocol of `eval.py`: every frame of every {d.subjects_test} sequence and camera, "
       "test-time flip, P1 = MPJPE, P2 = after rigid (Procrustes) alignment, "
       "P3 = after scale alignment, millimetres.", "",
