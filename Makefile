@@ -22,7 +22,7 @@ install-test:
 # a contact sheet (drawn over the video when ../shared/data has it, else on a blank canvas),
 # the interactive 3D viewer (one HTML file: open it in a browser) and npz/JSON/BVH in
 # runs/demo/, then the run's summary. Nothing is downloaded.
-DEMO_CHECKPOINT ?= pretrained:h36m-81_1_3-mix
+DEMO_CHECKPOINT ?= pretrained:h36m-81_1_3-5subj
 DEMO_VIDEO := $(wildcard ../shared/data/video/skater.mp4)
 demo: install
 	mkdir -p runs/demo

@@ -4,7 +4,7 @@ frame it lifts, as a live stream answering N frames late does (`StreamingLifter(
   python benchmarks/bench_latency.py                       # N = 0, 5, 10, 20, 40; GT 2D and SH
   python benchmarks/bench_latency.py --latencies 0,40 --sources gt --max-frames 500
 
-The model: ``--checkpoint`` (default the shipped ``pretrained:h36m-81_1_3-mix``). The data:
+The model: ``--checkpoint`` (default the shipped ``pretrained:h36m-81_1_3-5subj``). The data:
 the real Human3.6M mocap and Stacked Hourglass detections of ``--data`` (default
 ../shared/data/h36m), read by the project's loaders (`dataset.load_sequences`, subject
 ``--subject``, default S8, never seen in training); the ground-truth 2D is projected by
@@ -68,7 +68,7 @@ def evaluate_latencies(ckpt: str, root: Path, source: str, subject: str, latenci
 
 def main(argv=None) -> int:
   fv = common.benchmark_flags()
-  flags.DEFINE_string("checkpoint", "pretrained:h36m-81_1_3-mix", "Model to score.",
+  flags.DEFINE_string("checkpoint", "pretrained:h36m-81_1_3-5subj", "Model to score.",
                       flag_values=fv)
   flags.DEFINE_list("latencies", ["0", "5", "10", "20", "40"], "Frames of future context N.",
                     flag_values=fv)

@@ -16,7 +16,7 @@ What is timed (each stage on the same frames, frames/s = frames / seconds):
 * stream — `poseformer_jax.stream.StreamingLifter`, one push per frame, warm;
 * render — the side-by-side mp4 over the video frames (`render.render_video`).
 
-The model: ``--checkpoint`` (default the shipped ``pretrained:h36m-81_1_3-mix`` when
+The model: ``--checkpoint`` (default the shipped ``pretrained:h36m-81_1_3-5subj`` when
 present, else random weights of the published 81_1_3 layout: the same cost).
 Needs the ``video`` and ``detect`` extras and the clips of ../shared/data/video.
 """

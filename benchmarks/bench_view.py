@@ -5,7 +5,7 @@
 
 The clip: the bundled skater keypoints (examples/skater_mediapipe33.npz, 185 frames)
 played forwards and backwards to 1,800 frames, taken as 30 fps (one minute), lifted once
-by the shipped model (`pretrained:h36m-81_1_3-mix`). The pages (`poseformer_jax.view`):
+by the shipped model (`pretrained:h36m-81_1_3-5subj`). The pages (`poseformer_jax.view`):
 
 * one person, root-relative (what ``lift --html`` writes for keypoints without a video);
 * one person with a root trajectory (a synthetic walk, 3 m across in the minute): the body
@@ -60,7 +60,7 @@ def lifted_minute() -> tuple[np.ndarray, np.ndarray, tuple[int, int], np.ndarray
   rows = ping_pong(len(kps), FRAMES)
   from poseformer_jax.gaps import fill_gaps
   filled, _ = fill_gaps(kps[rows], joint_names=formats.H36M_JOINT_NAMES)
-  poses = Lifter("pretrained:h36m-81_1_3-mix")(filled, size)
+  poses = Lifter("pretrained:h36m-81_1_3-5subj")(filled, size)
   return poses, filled, size, rows
 
 

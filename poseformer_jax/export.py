@@ -1,6 +1,6 @@
 """Export a checkpoint for deployment: ONNX (onnxruntime, TensorRT, ...) or StableHLO.
 
-    python -m poseformer_jax.export --checkpoint pretrained:h36m-81_1_3-mix --format onnx \\
+    python -m poseformer_jax.export --checkpoint pretrained:h36m-81_1_3-5subj --format onnx \\
         --output poseformer.onnx
     poseformer-jax export --checkpoint ckpt/ --format stablehlo --output poseformer.stablehlo
 

@@ -1,7 +1,7 @@
 """The lifting library: a whole clip of 2D keypoints to 3D (`lift`, `Lifter`).
 
     from poseformer_jax import lift, Lifter
-    poses = lift(keypoints_2d, image_size=(1280, 720), checkpoint="pretrained:h36m-81_1_3-mix")
+    poses = lift(keypoints_2d, image_size=(1280, 720), checkpoint="pretrained:h36m-81_1_3-5subj")
     lifter = Lifter("ckpt/")          # many clips: loads once, keeps its compiled passes
     poses = lifter(keypoints_2d, (1280, 720))                                  # (T, 17, 3)
 

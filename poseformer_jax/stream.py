@@ -1,7 +1,7 @@
 """Online lifting: one frame of 2D keypoints in, one 3D pose out, a fixed latency behind.
 
     from poseformer_jax import StreamingLifter
-    lifter = StreamingLifter("pretrained:h36m-81_1_3-mix", image_size=(1280, 720))
+    lifter = StreamingLifter("pretrained:h36m-81_1_3-5subj", image_size=(1280, 720))
     for keypoints in camera:                     # (17, 2) H36M-17 pixels, NaN = missing
         pose = lifter.push(keypoints)            # (17, 3) of the frame pad behind, or None
     rest = lifter.flush()                        # (K, 17, 3): the last frames of the clip

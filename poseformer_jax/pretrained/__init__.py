@@ -1,7 +1,7 @@
 """Models trained by this project, shipped inside the package: loaded by name, offline.
 
     from poseformer_jax import load_checkpoint
-    model, params, config = load_checkpoint("pretrained:h36m-81_1_3-mix")
+    model, params, config = load_checkpoint("pretrained:h36m-81_1_3-5subj")
 
 Each model is a checkpoint directory of the project's one format (an orbax
 manager folder, see `poseformer_jax.checkpoint`) stored beside this file, with
@@ -21,7 +21,7 @@ from poseformer_jax.errors import PoseFormerError
 
 PREFIX = "pretrained:"
 _HERE = Path(__file__).resolve().parent
-DEFAULT = "h36m-81_1_3-mix"
+DEFAULT = "h36m-81_1_3-5subj"
 DEFAULT_CHECKPOINT = PREFIX + DEFAULT  # what lifting uses unless told otherwise
 
 

@@ -1,6 +1,6 @@
 """Turns a training run into a shipped model: float16 weights, learning curve, model card.
 
-    python -m poseformer_jax.pretrained.publish --workdir=RUN --name=h36m-81_1_3-mix \\
+    python -m poseformer_jax.pretrained.publish --workdir=RUN --name=h36m-81_1_3-5subj \\
         --eval_json=gt.json[,sh.json] --eval_labels="GT 2D,SH detections" \\
         --command="python train.py ..." --hardware="2-core CPU"
 
@@ -46,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 MAX_SHIPPED_BYTES = 30 * 1024 * 1024  # every shipped model together (the repo travels to GPUs)
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to publish.")
-_NAME = flags.DEFINE_string("name", None, "Model name, e.g. h36m-81_1_3-mix.")
+_NAME = flags.DEFINE_string("name", None, "Model name, e.g. h36m-81_1_3-5subj.")
 _EVAL_JSON = flags.DEFINE_list("eval_json", [], "eval.py --output files (first = headline).")
 _EVAL_LABELS = flags.DEFINE_list("eval_labels", [], "One label per eval JSON (2D source).")
 _COMMAND = flags.DEFINE_string("command", "", "The exact training command, for the card.")
