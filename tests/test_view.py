@@ -192,7 +192,14 @@ def test_lift_writes_the_viewer(tmp_path, capsys):
           "--max-frames=24", f"--output={out}", f"--html={page_path}", "--no-progress"]
   assert lift.main(argv) == 0
   data = page_data(page_path.read_text())
-  with np.load(out) as z:
+  with np.load(out) as z:  # the default model places the person: camera space on the page
+    np.testing.assert_allclose(floats(data["tracks"][0]["poses"], (24, 17, 3)),
+                               z["poses_3d_camera"] * [1, -1, -1], atol=1e-6)
+    assert np.ptp(z["root_3d"][:, 2]) > 0.0
+  assert lift.main(argv + ["--no-trajectory", "--overwrite"]) == 0
+  data = page_data(page_path.read_text())
+  with np.load(out) as z:  # without a trajectory: root-relative, standing in place
+    assert "root_3d" not in z
     np.testing.assert_allclose(floats(data["tracks"][0]["poses"], (24, 17, 3)),
                                z["poses_3d"] * [1, -1, -1], atol=1e-6)
   assert lift.main(argv[:-2] + [f"--html={tmp_path / 's.htm'}", "--overwrite"]) == 2
@@ -235,7 +242,8 @@ def test_lift_of_several_people_writes_one_viewer(tmp_path):
   people.write_text(json.dumps(records))
   out, page_path = tmp_path / "p.npz", tmp_path / "p.html"
   assert lift.main([str(people), "--format=h36m17", "--image-size=640,480", "--fps=30",
-                    f"--output={out}", f"--html={page_path}", "--no-progress"]) == 0
+                    f"--output={out}", f"--html={page_path}", "--no-progress",
+                    "--no-trajectory"]) == 0  # root-relative: the tracks side by side
   data = page_data(page_path.read_text())
   assert [(t["id"], t["start"], t["count"]) for t in data["tracks"]] == [("3", 0, 20), ("7", 6, 20)]
   with np.load(out) as z:
