@@ -1,7 +1,7 @@
 """Video frames in and out, through ffmpeg (imageio / imageio-ffmpeg, the ``video`` extra).
 
 * in: `is_video` (by suffix), `video_info` (size and fps from the header),
-  `count_frames`, `iter_frames` (every frame, RGB uint8), `frames_at` (frames
+  `count_frames`, `iter_frames` (every frame, RGB uint8, at any size), `frames_at` (frames
   decoded directly at a given size, from a given frame on);
 * out: `open_writer` (an H.264 mp4 or a GIF with one palette for the clip);
 * `quiet`: mutes two harmless messages while ffmpeg starts.
@@ -116,12 +116,15 @@ def frames_at(path, num_frames: int, size: tuple[int, int], image_size,
     reader.close()
 
 
-def iter_frames(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:
-  """RGB uint8 frames of a video (ffmpeg through imageio), at most `max_frames`."""
+def iter_frames(path: str | os.PathLike, max_frames: int | None = None,
+                size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+  """RGB uint8 frames of a video (ffmpeg through imageio), at most `max_frames`, decoded
+  at `size` (w, h) when given (ffmpeg scales them), else at the video's size."""
   import imageio.v2 as iio
   try:
     with quiet():
-      reader = iio.get_reader(str(path), format="FFMPEG")
+      reader = iio.get_reader(str(path), format="FFMPEG",
+                              **({"size": tuple(size)} if size else {}))
   except Exception as e:  # imageio/ffmpeg raise many types for unreadable media
     raise DataError(f"{path}: cannot read video ({type(e).__name__})") from None
   try:

@@ -27,7 +27,9 @@ How (`poseformer_jax.video.tracking` holds the geometry):
   track; two tracks on one person are merged (the younger ends). A person who
   leaves and comes back gets a new id.
 
-Speed on a 2-core AMD EPYC, 2026-12-04, with a training run using both cores
+Frames are decoded in a thread of their own, at most 1280 pixels wide (`max_side`; the
+tiles and crop windows are fractions of the frame, and the keypoints are scaled back to the
+video's pixels). Speed on a 2-core AMD EPYC, 2026-12-04, with a training run using both cores
 (``benchmarks/bench_video.py``, video decoding included): 8.8 frames/s on the
 1080p NTU clip (one person; MediaPipe Pose's one-person graph, `detect`, runs
 16.3 there), 5-10 frames/s on two clips side by side at 1280x360 (two people).
@@ -47,7 +49,7 @@ import numpy as np
 from tqdm import tqdm
 
 from poseformer_jax.errors import DataError
-from poseformer_jax.video import detect, ffmpeg, tracking
+from poseformer_jax.video import detect, ffmpeg, reader, tracking
 
 SCAN_SECONDS = 0.5  # a scan for new people this often (and at the first frame)
 MISSED_SECONDS = 0.3  # a person not found for longer ends their track
@@ -65,6 +67,7 @@ class PeopleDetector:
   """
 
   layout = "mediapipe33"
+  max_side = detect.MediaPipeDetector.max_side  # frames decoded no larger (`detect_people`)
 
   def __init__(self, image_size, fps: float):
     self._mp = detect.import_mediapipe()
@@ -224,17 +227,19 @@ def detect_people(path: str | os.PathLike, *, max_frames: int | None = None,
     DataError: unreadable video, a video without frames, MediaPipe missing.
   """
   info = ffmpeg.video_info(path)
-  detector = PeopleDetector(info["size"], info["fps"] or 25.0)
+  decoded = reader.decode_size(info["size"], PeopleDetector.max_side)
+  detector = PeopleDetector(decoded, info["fps"] or 25.0)
   seen: dict[str, dict[int, tuple]] = {}
   start, n = time.perf_counter(), 0
   with detect.native_stderr_muted() as err:
+    frames, decoded, size = detect.frames_for(detector, path, max_frames)
     try:
-      frames = ffmpeg.iter_frames(path, max_frames)
       for n, frame in enumerate(tqdm(frames, desc="detect", unit="frame",
                                      disable=not progress, file=err), 1):
-        for tid, person in detector.detect(frame).items():
-          seen.setdefault(tid, {})[n - 1] = person
+        for tid, (kps, vis) in detector.detect(frame).items():
+          seen.setdefault(tid, {})[n - 1] = (detect.to_video_pixels(kps, decoded, size), vis)
     finally:
+      frames.close()
       detector.close()
   if not n:
     raise DataError(f"{path}: the video has no frames")
