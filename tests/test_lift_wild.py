@@ -168,6 +168,31 @@ def test_stream_cli_equals_offline_cli(tmp_path, ckpt_dir):
     assert np.abs(a["poses_3d"] - b["poses_3d"]).max() <= 1e-5
 
 
+def test_stream_cli_latency(tmp_path, ckpt_dir):
+  """--latency N: the poses `StreamingLifter(latency=N)` gives; a one-line error out of range
+  or without --stream."""
+  clip = REPO_ROOT / "examples" / "ntu_S001C001P001R001A001_mediapipe33.npz"
+  base = [str(clip), f"--checkpoint={ckpt_dir}", "--no-progress", "--stream"]
+  for n, name in ((None, "full.npz"), (3, "soon.npz")):
+    extra = [] if n is None else [f"--latency={n}"]
+    assert lift_module.main([*base, f"--output={tmp_path / name}", *extra]) == 0
+  with np.load(tmp_path / "full.npz") as a, np.load(tmp_path / "soon.npz") as b:
+    kps, size = b["keypoints_2d"], tuple(int(v) for v in b["image_size"])
+    stream = StreamingLifter(str(ckpt_dir), size, latency=3)
+    want = np.concatenate([np.reshape([q for q in map(stream.push, kps) if q is not None],
+                                      (-1, 17, 3)), stream.flush()])
+    np.testing.assert_allclose(b["poses_3d"], want, atol=1e-5, rtol=0)
+    assert np.abs(a["poses_3d"] - b["poses_3d"]).max() > 1e-3
+  for extra, needle in ((["--latency=14"], "latency must be an integer from 0 to 13"),
+                        (["--latency=-1"], "latency must be an integer from 0 to 13")):
+    proc = run_cli("lift", *base, f"--output={tmp_path / 'x.npz'}", *extra)
+    one_line_error(proc, needle)
+  proc = run_cli("lift", str(clip), f"--checkpoint={ckpt_dir}", "--latency=3",
+                 f"--output={tmp_path / 'x.npz'}")
+  one_line_error(proc, "--latency is for online lifting")
+  assert not (tmp_path / "x.npz").exists()
+
+
 # --- several people -----------------------------------------------------------------------------
 
 def two_people(tmp_path: Path, style: str = "records") -> tuple[Path, dict]:

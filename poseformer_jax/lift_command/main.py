@@ -87,6 +87,9 @@ def _define_flags(fv: flags.FlagValues) -> None:
   b("stream", False, "online lifting: feed frames one at a time (poseformer_jax.stream)",
     flag_values=fv)
   b("webcam", False, "stream from a camera (with --camera)", flag_values=fv)
+  i("latency", None, "with --stream/--webcam: frames of future context per pose, 0 to "
+    "(F-1)/2 (default (F-1)/2: the offline result; fewer answer sooner, less accurately)",
+    flag_values=fv)
   i("camera", 0, "camera index for --webcam", flag_values=fv)
   for name, text in (("no-flip", "disable test-time flip averaging"),
                      ("no-progress", "no progress bars"),
@@ -115,6 +118,8 @@ def parse(argv) -> types.SimpleNamespace:
     value = getattr(opts, name)
     if value is not None and not low < value <= high:
       raise DataError(f"--{name} must be in ({low:g}, {high:g}], got {value:g}")
+  if opts.latency is not None and not (opts.stream or opts.webcam):
+    raise DataError("--latency is for online lifting (--stream or --webcam)")
   for name in ("batch_size", "chunk_size", "max_frames", "min_track_frames"):
     value = getattr(opts, name)
     if value is not None and value < 1:

@@ -1,7 +1,10 @@
 """Online lifting (``--stream``, ``--webcam``): frames go one at a time through the detector
 (for a video or camera) and `poseformer_jax.stream.StreamingLifter`; a keypoint file is
-replayed frame by frame. One person: MediaPipe's own tracking follows the most prominent
-one (a keypoint file with several tracks needs ``--person ID``).
+replayed frame by frame. Three threads overlap: frames are decoded ahead at the detector's
+size (`poseformer_jax.video.reader`), detected in a second thread, lifted in the calling one;
+``--latency N`` answers N frames after a frame arrives instead of (F - 1) / 2. One person:
+MediaPipe's own tracking follows the most prominent one (a keypoint file with several
+tracks needs ``--person ID``).
 
 A joint not yet seen above the confidence threshold takes the detector's low-confidence
 estimate of the current frame (the causal form of `poseformer_jax.gaps.use_estimates`,
@@ -24,7 +27,7 @@ from poseformer_jax.lift_command.inputs import Clip, Source
 from poseformer_jax.lift_command.summary import Summary
 from poseformer_jax.lifter import Lifter
 from poseformer_jax.stream import StreamingLifter
-from poseformer_jax.video import detect, ffmpeg, formats
+from poseformer_jax.video import detect, ffmpeg, formats, reader
 
 
 def _rows(opts, images, detector, raw: list, summary, info: dict):
@@ -41,6 +44,8 @@ def _rows(opts, images, detector, raw: list, summary, info: dict):
         break
       kps, scores = detector.detect([image])
     summary.count("detect")
+    if "decoded" in info:  # a video decoded smaller than its pixels
+      kps = detect.to_video_pixels(kps, info["decoded"], info["size"])
     info.setdefault("size", (image.shape[1], image.shape[0]))
     raw.append((kps[0], scores[0]))
     info["elapsed"] = time.perf_counter() - start
@@ -66,28 +71,38 @@ def run_stream(opts, src: Source, lifter: Lifter, summary: Summary) -> tuple[lis
   raw: list = []
   if src.kind == "keypoints":
     images = _file_rows(opts, src, info)
-  elif src.kind == "video":
+  elif src.kind == "video":  # decoded ahead, at the detector's size (keypoints scaled back)
     info["fps"] = ffmpeg.video_info(src.path)["fps"]
-    images = ffmpeg.iter_frames(src.path, opts.max_frames)
-  else:
-    images = detect.iter_camera(opts.camera, opts.max_frames)
-  detector = detect.MediaPipeDetector() if src.kind != "keypoints" else None
+    images, info["decoded"], info["size"] = detect.frames_for(
+        detect.MediaPipeDetector, src.path, opts.max_frames)
+  else:  # the camera opens here: no camera is an error before the detector starts
+    images = reader.prefetch(detect.iter_camera(opts.camera, opts.max_frames,
+                                                detect.MediaPipeDetector.max_side), depth=2)
+  try:
+    detector = detect.MediaPipeDetector() if src.kind != "keypoints" else None
+  except BaseException:
+    getattr(images, "close", lambda: None)()  # the reader thread
+    raise
   muted = detect.native_stderr_muted() if detector else contextlib.nullcontext(sys.stderr)
   stream, poses, low_rows = None, [], []
   seen = np.zeros(17, bool)  # joints seen above the threshold so far
+  rows = _rows(opts, images, detector, raw, summary, info)
+  if detector is not None:  # detection in a thread of its own, the lifting here: they overlap
+    rows = reader.prefetch(rows, depth=4)
   with muted as err, tqdm(desc="stream", unit="frame", file=err,
                           disable=opts.no_progress) as bar:
     try:
-      for row, est in _rows(opts, images, detector, raw, summary, info):
+      for row, est in rows:
         if stream is None:
           focal = inputs.focal_px(opts, info["size"]) if lifter.has_trajectory else None
-          stream = StreamingLifter(lifter, info["size"], record=True, focal_px=focal)
+          stream = StreamingLifter(lifter, info["size"], record=True, focal_px=focal,
+                                   latency=opts.latency)
         seen |= ~np.isnan(row).any(-1)
         low = ~seen & np.isfinite(est).all(-1)
         row = np.where(low[:, None], est, row)
         low_rows.append(low)
         with summary.stage("lift", 1, f"online, model {lifter.variant}, latency "
-                                      f"{lifter.pad} frames"):
+                                      f"{stream.latency} frames"):
           pose = stream.push(row)
         if pose is not None:
           poses.append(pose)
@@ -96,6 +111,8 @@ def run_stream(opts, src: Source, lifter: Lifter, summary: Summary) -> tuple[lis
       if src.kind != "camera":
         raise
     finally:
+      for part in (rows, images):  # the detection thread, then the reader thread
+        getattr(part, "close", lambda: None)()
       if detector is not None:
         detector.close()
   return _finish(opts, src, stream, poses, low_rows, raw, info, summary)
