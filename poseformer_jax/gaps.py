@@ -114,6 +114,23 @@ def fill_gaps(keypoints: np.ndarray, *, parents=None, joint_names=None,
   return x, missing
 
 
+def settled(keypoints) -> int:
+  """How many leading frames of a clip that is still growing are filled for good.
+
+  keypoints: (T, J, 2), NaN where missing (the first T frames so far). The first
+  ``settled`` frames of ``fill_gaps(keypoints)`` are those of the whole clip, whatever
+  frames follow: they lie before each joint's last presence, so more frames change
+  neither `use_estimates` (every joint was present) nor `fill_gaps` (each of their gaps
+  is closed; interpolation only uses the nearest present frames). 0 while some joint has
+  not been present yet.
+  """
+  present = ~np.isnan(np.asarray(keypoints, np.float64)).any(-1)  # (T, J)
+  if present.shape[0] == 0 or not present.any(0).all():
+    return 0
+  last = present.shape[0] - 1 - np.argmax(present[::-1], axis=0)  # (J,)
+  return int(last.min()) + 1
+
+
 def filled_frames(mask: np.ndarray) -> np.ndarray:
   """Frame indices with at least one filled joint (mask (T, J) from `fill_gaps`)."""
   return np.flatnonzero(np.asarray(mask).any(-1))

@@ -96,14 +96,12 @@ def chunked_apply(model, chunk_rows: int, method=None) -> Callable[..., jax.Arra
 def jit_apply(model, chunk_rows: int | None = None) -> Callable[..., jax.Array]:
   """``jax.jit(model.apply)`` for inference, in its fastest form on this backend.
 
-  Returns apply(variables, x) -> y with x (B, F, J, 2) normalised screen
-  coordinates and y (B, 1, J, 3) metres, camera frame, root-relative: the
-  values of ``model.apply(variables, x)`` (deterministic) to float32 rounding.
-  On a CPU it runs the model as `cpu_tuning.tuned_model` makes it, compiled
-  with `cpu_tuning.compiler_options("forward")`, over batches of more than
-  `chunk_rows` rows (None: `default_chunk_rows()`; 0: never) in chunks
-  (`chunked_apply`); elsewhere it is ``jax.jit(model.apply)``. Each batch
-  shape compiles once.
+  apply(variables, x) -> y, x (B, F, J, 2) normalised screen coordinates, y (B, 1, J, 3)
+  metres, camera frame, root-relative: ``model.apply(variables, x)``'s values to float32
+  rounding. On a CPU the model as `cpu_tuning.tuned_model` makes it, compiled with
+  `cpu_tuning.compiler_options("forward")`, batches of more than `chunk_rows` rows (None:
+  `default_chunk_rows()`; 0: never) in chunks (`chunked_apply`); elsewhere
+  ``jax.jit(model.apply)``. Each batch shape compiles once.
   """
   if chunk_rows is None:
     chunk_rows = default_chunk_rows()
@@ -295,25 +293,31 @@ class Predictor:
     return cls(model, params, kps_left=info.kps_left, kps_right=info.kps_right,
                joints_left=info.joints_left, joints_right=info.joints_right, **kwargs)
 
-  def predict_sequence(self, keypoints_2d: np.ndarray, latency: int | None = None
-                       ) -> np.ndarray:
+  def predict_sequence(self, keypoints_2d: np.ndarray, latency: int | None = None) -> np.ndarray:
     """3D pose of every frame of one sequence.
 
     Args:
       keypoints_2d: (T, J, 2) normalised screen coordinates, T >= 1.
-      latency: frames after each frame its window sees, 0..pad (None: pad,
-        the centred window): the poses a live stream answering `latency`
-        frames late gives (`poseformer_jax.data.windows.window_index`).
+      latency: frames after each frame its window sees, 0..pad (None: pad, centred):
+        a live stream's poses (`poseformer_jax.data.windows.window_index`).
     Returns:
       (T, J, 3) float32, camera frame, metres, root-relative (root joint
       exactly 0 unless the Predictor was built with root_joint=None).
     """
     x = self._check(keypoints_2d)
-    t = len(x)
-    # The windows of an index sequence are the windows' row indices.
-    batches = windows.sliding_windows(np.arange(t, dtype=np.int32), self.pad, self.batch_size,
-                                      latency)
-    return self._run(x, batches, t)
+    return self.predict_frames(x, np.arange(len(x)), latency)
+
+  def predict_frames(self, keypoints_2d: np.ndarray, frames, latency=None) -> np.ndarray:
+    """`predict_sequence`'s poses of the given `frames` ((K,) ints in [0, T)) only, as
+    (K, J, 3), in passes of `batch_size` windows (one compiled shape for any K)."""
+    x = self._check(keypoints_2d)
+    frames = np.asarray(frames, np.int64).reshape(-1)
+    if len(frames) == 0 or frames.min() < 0 or frames.max() >= len(x):
+      raise DataError(f"frames must be 1 or more indices in [0, {len(x)}), got {frames}")
+    idx = windows.window_index(np.zeros_like(frames), np.full_like(frames, len(x)), frames,
+                               self.pad, latency)
+    return self._run(x, ((i, idx[i:i + self.batch_size])
+                         for i in range(0, len(idx), self.batch_size)), len(idx))
 
   def predict_sequences(self, sequences: Sequence[np.ndarray], *,
                         progress: Callable[[int], None] | None = None,

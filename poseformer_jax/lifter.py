@@ -30,7 +30,7 @@ from poseformer_jax.errors import DataError
 from poseformer_jax.inference import Predictor
 from poseformer_jax.pretrained import DEFAULT_CHECKPOINT
 
-__all__ = ["DEFAULT_CHECKPOINT", "Lifter", "check_image_size", "focal_px_for", "lift"]
+__all__ = ["DEFAULT_CHECKPOINT", "Chunks", "Lifter", "check_image_size", "focal_px_for", "lift"]
 
 
 class Lifter:
@@ -93,8 +93,10 @@ class Lifter:
     `progress`: optional callback with the number of frames done. See `lift`.
     """
     x, (w, h) = _check_keypoints(keypoints_2d, image_size, chunk_size)
+    if chunk_size is not None:
+      return Chunks(self, (w, h), chunk_size).lift(x, progress=progress)[1]["poses_3d"]
     xn = cameras.normalize_screen(x, w, h).astype(np.float32)
-    return self._predict("pose", xn, chunk_size, progress)
+    return self._predict("pose", xn, progress)
 
   def roots(self, keypoints_2d, image_size, *, focal_px: float | None = None,
             chunk_size: int | None = None, progress=None) -> np.ndarray:
@@ -107,25 +109,94 @@ class Lifter:
     (`trajectory.REFERENCE_HEIGHT_M`); `trajectory.scale_to_height` rescales for another.
     """
     x, (w, h) = _check_keypoints(keypoints_2d, image_size, chunk_size)
-    rays = trajectory.rays_from_pixels(x, focal_px_for((w, h), focal_px), (w / 2, h / 2))
-    return self._predict("trajectory", rays, chunk_size, progress)[:, 0]
+    focal_px = focal_px_for((w, h), focal_px)
+    if chunk_size is not None:
+      return Chunks(self, (w, h), chunk_size, poses=False, focal_px=focal_px).lift(
+          x, progress=progress)[1]["root_3d"]
+    rays = trajectory.rays_from_pixels(x, focal_px, (w / 2, h / 2))
+    return self._predict("trajectory", rays, progress)[:, 0]
 
-  def _predict(self, kind: str, x: np.ndarray, chunk_size, progress) -> np.ndarray:
-    """One clip's model inputs (T, 17, 2) -> outputs (T, J', 3), whole or in chunks with
-    `pad` frames of context (every frame sees the same window either way)."""
-    t = x.shape[0]
-    span = t if chunk_size is None else min(t, int(chunk_size) + 2 * self.pad)
-    predictor = self.predictor(min(self.batch_size, -(-span // 16) * 16), kind)
-    if chunk_size is None:
-      return predictor.predict_sequences([x], progress=progress)[0]
-    out = np.empty((t, predictor.output_joints, 3), np.float32)
-    for start in range(0, t, int(chunk_size)):
-      stop = min(t, start + int(chunk_size))
+  def _predict(self, kind: str, x: np.ndarray, progress) -> np.ndarray:
+    """One whole clip's model inputs (T, 17, 2) -> outputs (T, J', 3)."""
+    predictor = self.predictor(min(self.batch_size, -(-x.shape[0] // 16) * 16), kind)
+    return predictor.predict_sequences([x], progress=progress)[0]
+
+
+class Chunks:
+  """A clip lifted chunk by chunk, as far as its frames are known: poses and, given
+  `focal_px`, the root trajectory.
+
+  Frames [k C, (k + 1) C) are lifted from the frames [k C - pad, (k + 1) C + pad) of the
+  clip (fewer at its ends): exactly the windows the whole clip gives them. `lift` takes
+  the frames known so far and lifts every chunk not yet lifted whose windows they hold, so
+  a clip can be lifted while it is still being detected (``Lifter(..., chunk_size=C)``
+  runs the same chunks on a whole clip: the same values, bit for bit). Each chunk computes
+  its own C windows only, in one compiled shape (C rounded up to 16).
+
+  Args:
+    lifter: the `Lifter`; image_size: (w, h) pixels of the keypoints' image.
+    chunk_size: frames per chunk (C).
+    poses: lift the root-relative poses (``poses_3d``, as `Lifter.__call__`).
+    focal_px: the camera's focal length in pixels: also the roots (``root_3d``, as
+      `Lifter.roots`; the checkpoint needs a trajectory model). None: no roots.
+  """
+
+  def __init__(self, lifter: Lifter, image_size, chunk_size: int, *, poses: bool = True,
+               focal_px: float | None = None):
+    self.image_size = check_image_size(image_size)
+    if int(chunk_size) != chunk_size or chunk_size < 1:
+      raise DataError(f"chunk_size must be a positive integer, got {chunk_size}")
+    self.chunk, self.pad = int(chunk_size), lifter.pad
+    self.focal_px = None if focal_px is None else focal_px_for(self.image_size, focal_px)
+    self.done = 0  # frames lifted so far
+    batch = min(lifter.batch_size, -(-self.chunk // 16) * 16)
+    kinds = (["poses_3d"] if poses else []) + (["root_3d"] if focal_px is not None else [])
+    self._predictors = {k: lifter.predictor(batch, "pose" if k == "poses_3d" else "trajectory")
+                        for k in kinds}
+
+  def warm_up(self) -> None:
+    """Compiles the chunks' forward passes (the first `lift` would): call it in a thread."""
+    x = np.zeros((self.chunk, 17, 2), np.float32)
+    for predictor in self._predictors.values():
+      predictor.predict_frames(x, np.arange(self.chunk))
+
+  def lift(self, keypoints_2d, known: int | None = None, progress=None
+           ) -> tuple[int, dict[str, np.ndarray]]:
+    """Lifts the chunks whose windows the first `known` frames hold.
+
+    Args:
+      keypoints_2d: (>= known, 17, 2) pixels without NaN (filled), the clip's first frames.
+      known: how many of them are final; None: all, and the clip ends there (its last
+        chunks are lifted too).
+      progress: optional callback with the number of frames lifted so far.
+    Returns:
+      (first, outputs): outputs of frames first .. first + K - 1, those this call lifted
+      (K = 0 when no chunk was complete): ``poses_3d`` (K, 17, 3) float32 root-relative
+      metres and/or ``root_3d`` (K, 3) float32 camera-frame metres.
+    """
+    x = np.asarray(keypoints_2d, np.float64)
+    t = len(x) if known is None else int(known)
+    first, out = self.done, {k: [] for k in self._predictors}
+    while self.done < t and (known is None or self.done + self.chunk + self.pad <= t):
+      start, stop = self.done, min(self.done + self.chunk, t)
       lo, hi = max(0, start - self.pad), min(t, stop + self.pad)
-      out[start:stop] = predictor.predict_sequences([x[lo:hi]])[0][start - lo:stop - lo]
+      for kind, predictor in self._predictors.items():
+        y = predictor.predict_frames(self._inputs(kind, x[lo:hi]), np.arange(start - lo,
+                                                                             stop - lo))
+        out[kind].append(y if kind == "poses_3d" else y[:, 0])
+      self.done = stop
       if progress is not None:
         progress(stop)
-    return out
+    empty = {"poses_3d": (0, 17, 3), "root_3d": (0, 3)}
+    return first, {k: np.concatenate(v) if v else np.zeros(empty[k], np.float32)
+                   for k, v in out.items()}
+
+  def _inputs(self, kind: str, x: np.ndarray) -> np.ndarray:
+    """(N, 17, 2) pixels -> the model's inputs: normalised screen coordinates, or rays."""
+    w, h = self.image_size
+    if kind == "poses_3d":
+      return cameras.normalize_screen(x, w, h).astype(np.float32)
+    return trajectory.rays_from_pixels(x, self.focal_px, (w / 2, h / 2))
 
 
 def focal_px_for(image_size, focal_px: float | None = None, fov_deg: float | None = None

@@ -82,10 +82,9 @@ def test_latency_windows_see_n_frames_after_the_centre():
   assert rows(range(14), 3) == rows(range(14), None) == [
       [int(bank.data[bank.starts[q] + np.clip(t + k, 0, bank.lengths[q] - 1)])
        for k in range(-3, 4)] for q, t in zip(bank.sample_seq, bank.sample_frame)]
-  sliding = dict(windows.sliding_windows(np.arange(6), 2, 4, latency=0))
-  assert sliding[0].tolist() == [[0, 0, 0, 0, 0], [0, 0, 1, 1, 1], [0, 1, 2, 2, 2],
-                                 [1, 2, 3, 3, 3]]
-  assert sliding[4].tolist() == [[2, 3, 4, 4, 4], [3, 4, 5, 5, 5]]
+  six = windows.window_index(np.zeros(6), np.full(6, 6), np.arange(6), 2, latency=0)
+  assert six.tolist() == [[0, 0, 0, 0, 0], [0, 0, 1, 1, 1], [0, 1, 2, 2, 2], [1, 2, 3, 3, 3],
+                          [2, 3, 4, 4, 4], [3, 4, 5, 5, 5]]
   for bad in (-1, 4, 1.5, True, "2"):
     with pytest.raises(ConfigError, match=r"latency must be an integer from 0 to 3"):
       bank.index(np.array([0]), 3, bad)

@@ -15,7 +15,7 @@ centre + N, as rows after a sequence's end repeat its last frame.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -89,29 +89,3 @@ class SequenceBank:
     """(B,) sample ids -> (B, 2*pad+1, ...) edge-padded windows."""
     return self.data[self.index(np.asarray(sample_ids), pad, latency)]
 
-
-def sliding_windows(sequence: np.ndarray, pad: int, batch_size: int,
-                    latency: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-  """Windows for every frame of one sequence, in batches (evaluation, lifting).
-
-  Args:
-    sequence: (T, ...) one sequence, e.g. (T, J, 2) normalised 2D keypoints.
-    pad: half window (F = 2*pad + 1).
-    batch_size: windows per batch; the last batch may be smaller.
-    latency: frames after the centre each window sees (`window_index`).
-  Yields:
-    (first_frame, windows) with windows (B, 2*pad+1, ...) for frames
-    first_frame .. first_frame + B - 1.
-  """
-  t = len(sequence)
-  if t < 1:
-    raise ValueError("cannot cut windows from an empty sequence")
-  if batch_size < 1:
-    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-  start = np.zeros(1, np.int64)
-  length = np.array([t], np.int64)
-  for first in range(0, t, batch_size):
-    frames = np.arange(first, min(first + batch_size, t), dtype=np.int64)
-    idx = window_index(np.broadcast_to(start, frames.shape), np.broadcast_to(length, frames.shape),
-                       frames, pad, latency)
-    yield first, sequence[idx]
