@@ -177,10 +177,18 @@ class PoseRenderer:
     """One output frame as (height, width, 3) uint8.
 
     frame: (h', w', 3) uint8 RGB, ideally already (height, left_width) (see
-    `frame_size`; other sizes are resized); None draws the blank canvas.
-    people: at most `people` (the constructor's) `Drawn`; caption: text in the
+    `frame_size`; other sizes are resized), or RGBA of that size; None draws the blank
+    canvas. people: at most `people` (the constructor's) `Drawn`; caption: text in the
     top left corner.
     """
+    return self.draw_rgba(frame, people, caption)[..., :3].copy()
+
+  def draw_rgba(self, frame: np.ndarray | None, people: Sequence[Drawn],
+                caption: str = "") -> np.ndarray:
+    """`draw_people`'s frame as the canvas's own (height, width, 4) uint8 RGBA buffer (valid
+    until the next draw): a video encoder takes it as it is. An RGBA `frame` of
+    `frame_size` is pasted row by row: no per-pixel reshuffling of bytes on the way in
+    or out (those strided copies cost more than drawing the skeletons)."""
     if len(people) > len(self.slots):
       raise DataError(f"{len(people)} people in one frame; the renderer has room for "
                       f"{len(self.slots)}")
@@ -191,15 +199,21 @@ class PoseRenderer:
     self.canvas.restore_region(self._background)
     buf = np.asarray(self.canvas.buffer_rgba())
     left = buf[:, :self.left_width]
-    left[..., :3] = _BLANK if frame is None else self._fit(np.asarray(frame, np.uint8)[..., :3])
-    left[..., 3] = 255
+    frame = None if frame is None else np.asarray(frame, np.uint8)
+    if frame is None:
+      left[...] = (_BLANK, _BLANK, _BLANK, 255)
+    elif frame.shape == (self.height, self.left_width, 4):  # opaque (`ffmpeg.frames_at`)
+      left[...] = frame
+    else:
+      left[..., :3] = self._fit(frame[..., :3])
+      left[..., 3] = 255
     for slot in self.slots:
       for a in slot["2d"]:
         self.ax_2d.draw_artist(a)
       for a in slot["3d"]:
         self.ax_3d.draw_artist(a)
     self.ax_2d.draw_artist(self.caption)
-    return buf[..., :3].copy()
+    return buf
 
   def _pose(self, slot: dict, person: Drawn | None) -> None:
     """Puts one person's pose into a slot's artists (hides them for None)."""

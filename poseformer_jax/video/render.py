@@ -133,7 +133,7 @@ def _renderer(video_path, people, image_size, height: int, view: dict):
 def render_people(video_path: str | os.PathLike | None, people: Sequence[dict],
                   out_path: str | os.PathLike | Sequence[str | os.PathLike], fps: float, *,
                   image_size: Sequence[int] | None = None, height: int = 480,
-                  gif_scale: float = 0.5, progress: bool = True, **view) -> list[Path]:
+                  gif_scale: float = 0.5, progress=True, **view) -> list[Path]:
   """Renders the side-by-side video of one person or several (see the module doc).
 
   Args:
@@ -148,6 +148,7 @@ def render_people(video_path: str | os.PathLike | None, people: Sequence[dict],
     fps: output frame rate.
     image_size: (w, h) of the keypoints' pixel space; default the video's size.
     height: output height in pixels; `view`: elev, azim, radius (see `PoseRenderer`).
+    progress: a progress bar (bool), or a callback with the number of frames done.
   Returns:
     The written paths.
   """
@@ -166,13 +167,15 @@ def render_people(video_path: str | os.PathLike | None, people: Sequence[dict],
     with ffmpeg.quiet():
       for p in paths:
         writers.append(ffmpeg.open_writer(p, (renderer.width, renderer.height), float(fps),
-                                          gif_scale))
-    video = ffmpeg.frames_at(video_path, t, renderer.frame_size, image_size, first)
+                                          gif_scale, rgba=True))
+    video = ffmpeg.frames_at(video_path, t, renderer.frame_size, image_size, first, rgba=True)
     for i, frame in enumerate(tqdm(video, total=t, desc="render", unit="frame",
-                                   disable=not progress)):
-      img = renderer.draw_people(frame, frames[i], captions[i])
+                                   disable=callable(progress) or not progress)):
+      img = renderer.draw_rgba(frame, frames[i], captions[i])
       for w in writers:
         w.send(img)
+      if callable(progress):
+        progress(i + 1)
   finally:
     for w in writers:
       w.close()
