@@ -141,24 +141,29 @@ def size_and_fps(opts, src: Source, size, fps) -> tuple[tuple[int, int], float]:
   return tuple(int(v) for v in size), float(fps)
 
 
-def read_video(opts, src: Source, summary: Summary) -> Clip:
-  """Every person in the video (`poseformer_jax.video.people`; timed as the stage "detect"),
-  one track each."""
+def video_size(opts, src: Source) -> tuple[int, int]:
+  """The video's (w, h) pixels; a one-line error when ``--image-size`` says otherwise."""
   info = ffmpeg.video_info(src.path)
   if opts.image_size is not None and tuple(opts.image_size) != tuple(info["size"]):
     raise DataError(f"{src.path}: video is {info['size'][0]}x{info['size'][1]}, not "
                     f"--image-size {opts.image_size[0]}x{opts.image_size[1]}")
+  return tuple(info["size"])
+
+
+def read_video(opts, src: Source, summary: Summary, on_frame=None) -> Clip:
+  """Every person in the video (`poseformer_jax.video.people`; timed as the stage "detect"),
+  one track each. `on_frame`: see `people.detect_people`."""
+  size = video_size(opts, src)
   with summary.stage("detect", note="MediaPipe Pose Landmarker, every person") as row:
     det = people.detect_people(src.path, max_frames=opts.max_frames,
-                               progress=not opts.no_progress)
+                               progress=not opts.no_progress, on_frame=on_frame)
     row[1] = (row[1] or 0) + det["frames"]
   found = det["tracks"]
   if not found:
     raise DataError(f"{src.path}: no person in any of the {det['frames']} frames of the video")
   persons = [person(i, *found[i], det["layout"], opts.min_score) for i in tracks.sort_ids(found)]
   fps = opts.fps or det["fps"] or 25.0
-  return Clip(persons, tuple(info["size"]), fps, det["layout"], video=src.path,
-              detections=det, tracked=True)
+  return Clip(persons, size, fps, det["layout"], video=src.path, detections=det, tracked=True)
 
 
 def select(opts, clip: Clip, where: str) -> Clip:

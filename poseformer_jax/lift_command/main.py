@@ -84,6 +84,8 @@ def _define_flags(fv: flags.FlagValues) -> None:
   i("min-track-frames", 3, "with --person all, leave out people found in fewer frames",
     flag_values=fv)
   s("track", None, "the same as --person ID", flag_values=fv)
+  b("sequential", False, "with a video: run the stages one after the other (detect, lift, "
+    "render) instead of overlapped; the same files, later", flag_values=fv)
   b("stream", False, "online lifting: feed frames one at a time (poseformer_jax.stream)",
     flag_values=fv)
   b("webcam", False, "stream from a camera (with --camera)", flag_values=fv)
@@ -120,6 +122,8 @@ def parse(argv) -> types.SimpleNamespace:
       raise DataError(f"--{name} must be in ({low:g}, {high:g}], got {value:g}")
   if opts.latency is not None and not (opts.stream or opts.webcam):
     raise DataError("--latency is for online lifting (--stream or --webcam)")
+  if opts.sequential and (opts.stream or opts.webcam):
+    raise DataError("--sequential is for offline lifting; --stream and --webcam are online")
   for name in ("batch_size", "chunk_size", "max_frames", "min_track_frames"):
     value = getattr(opts, name)
     if value is not None and value < 1:

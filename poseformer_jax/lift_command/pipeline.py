@@ -13,11 +13,17 @@ joint that is never confident takes the detector's low-confidence estimate
 interpolated along time, and the filled (T, 17, 2) pixels go through the
 `Lifter`. Outputs are one person's or keyed by track (`writing`). Online
 lifting (``--stream``, ``--webcam``) is `online`.
+
+A video's stages overlap (`run_overlapped`, `overlap`): people are lifted while the video
+is still detected, and the side-by-side video is drawn in a process of its own while the
+other files are written. ``--sequential`` runs them one after the other
+(`run_sequential`) and writes the same files.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -28,36 +34,35 @@ from poseformer_jax import trajectory
 from poseformer_jax.cli import Outputs
 from poseformer_jax.data import skeleton
 from poseformer_jax.errors import DataError
-from poseformer_jax.lift_command import inputs, online, writing
+from poseformer_jax.lift_command import inputs, online, overlap, writing
 from poseformer_jax.lift_command.inputs import Clip, Person, Source
 from poseformer_jax.lift_command.summary import Summary
 from poseformer_jax.lifter import Lifter
-from poseformer_jax.video import formats
+from poseformer_jax.video import formats, people
+from poseformer_jax.video.render_worker import RenderWorker
 
 
 def run(opts) -> int:
   src = inputs.source(opts)
   summary = Summary()
   out = writing.plan_outputs(opts, src)
+  worker = None
   try:
-    if opts.stream or src.kind == "camera":
-      results, clip = online.run_stream(opts, src, load_lifter(opts), summary)
-    else:  # cheap checks first: a keypoint file before the checkpoint, that before detection
-      clip = inputs.read_file(opts, src) if src.kind == "keypoints" else None
-      lifter = load_lifter(opts)
-      clip = clip or inputs.read_video(opts, src, summary)
-      clip = choose(opts, src, clip, summary)
-      writing.plan_people(opts, out, clip)
-      results = [fill(p, clip, summary) for p in clip.people]
-      warn_fallbacks(opts, clip, results)
-      focal = inputs.focal_px(opts, clip.size) if lifter.has_trajectory else None
-      for r in results:
-        r["poses_3d"] = lift_person(opts, lifter, clip, r, summary)
-        if focal is not None:
-          r["root_3d"] = place_person(opts, lifter, clip, r, summary, focal)
-    if all("root_3d" in r for r in results):
-      in_space(opts, results, summary)
-    writing.write(opts, out, clip, results, summary)
+    try:
+      if opts.stream or src.kind == "camera":
+        results, clip = online.run_stream(opts, src, load_lifter(opts), summary)
+      elif src.kind == "video" and not opts.sequential:
+        if any(k in out.paths for k in ("render", "gif")):
+          worker = RenderWorker()  # its interpreter starts while the rest runs
+        results, clip = run_overlapped(opts, src, out, summary)
+      else:
+        results, clip = run_sequential(opts, src, out, summary)
+      if all("root_3d" in r for r in results):
+        in_space(opts, results, summary)
+      writing.write(opts, out, clip, results, summary, renderer=worker)
+    finally:
+      if worker is not None:
+        worker.close()
     written = out.commit()
   except BaseException:
     out.discard()
@@ -66,6 +71,58 @@ def run(opts) -> int:
   for path in written:
     print(f"wrote {path}")
   return 0
+
+
+def run_sequential(opts, src: Source, out, summary: Summary) -> tuple[list[dict], Clip]:
+  """The stages one after the other: read or detect, select, fill, lift, place."""
+  # Cheap checks first: a keypoint file before the checkpoint, that before detection.
+  clip = inputs.read_file(opts, src) if src.kind == "keypoints" else None
+  lifter = load_lifter(opts)
+  clip = clip or inputs.read_video(opts, src, summary)
+  clip = choose(opts, src, clip, summary)
+  writing.plan_people(opts, out, clip)
+  results = [fill(p, clip, summary) for p in clip.people]
+  warn_fallbacks(opts, clip, results)
+  focal = inputs.focal_px(opts, clip.size) if lifter.has_trajectory else None
+  for r in results:
+    r["poses_3d"] = lift_person(opts, lifter, clip, r, summary)
+    if focal is not None:
+      r["root_3d"] = place_person(opts, lifter, clip, r, summary, focal)
+  return results, clip
+
+
+def run_overlapped(opts, src: Source, out, summary: Summary) -> tuple[list[dict], Clip]:
+  """A video's people lifted while it is detected (`overlap`); then the sequential steps."""
+  size = inputs.video_size(opts, src)
+  lifter = load_lifter(opts)
+  focal = inputs.focal_px(opts, size) if lifter.has_trajectory else None
+  early = overlap.EarlyLift(opts, lifter, size, focal, chunk_of(opts, video=True),
+                            people.PeopleDetector.layout)
+  try:
+    clip = inputs.read_video(opts, src, summary, on_frame=early.add)
+    early.wait()
+    during = early.frames
+    clip = choose(opts, src, clip, summary)
+    writing.plan_people(opts, out, clip)
+    results = [fill(p, clip, summary) for p in clip.people]
+    warn_fallbacks(opts, clip, results)
+    start = time.perf_counter()
+    for r in results:
+      r.update(early.take(r))
+  finally:
+    early.close()
+  frames = sum(len(r["frames"]) for r in results)
+  summary.add("lift", frames, early.seconds + time.perf_counter() - start,
+              f"model {lifter.variant}, F={lifter.num_frames}"
+              + (", and root trajectory" if focal else "")
+              + f", JIT compilation included; {during} frames during detection")
+  return results, clip
+
+
+def chunk_of(opts, video: bool) -> int | None:
+  """Frames per lifted chunk: --chunk-size, else for a video `overlap.VIDEO_CHUNK` (both
+  paths lift a video in the same chunks: the same values), else the whole clip."""
+  return opts.chunk_size or (overlap.VIDEO_CHUNK if video else None)
 
 
 def load_lifter(opts) -> Lifter:
@@ -97,7 +154,7 @@ def place_person(opts, lifter: Lifter, clip: Clip, result: dict, summary: Summar
   """(N, 3) camera-frame roots of one person's filled keypoints (stage "trajectory")."""
   with summary.stage("trajectory", len(result["keypoints_2d"])):
     return lifter.roots(result["keypoints_2d"], clip.size, focal_px=focal,
-                        chunk_size=opts.chunk_size)
+                        chunk_size=chunk_of(opts, clip.detections is not None))
 
 
 def choose(opts, src: Source, clip: Clip, summary: Summary) -> Clip:
@@ -175,5 +232,5 @@ def lift_person(opts, lifter: Lifter, clip: Clip, result: dict, summary: Summary
   desc = "lift" if result["track"] is None else f"lift track {result['track']}"
   with summary.stage("lift", t, note), tqdm(total=t, desc=desc, unit="frame",
                                              disable=opts.no_progress) as bar:
-    return lifter(kps, clip.size, chunk_size=opts.chunk_size,
+    return lifter(kps, clip.size, chunk_size=chunk_of(opts, clip.detections is not None),
                   progress=lambda n: bar.update(n - bar.n))

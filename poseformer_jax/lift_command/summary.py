@@ -28,6 +28,10 @@ class Summary:
     finally:
       row[2] += time.perf_counter() - start
 
+  def add(self, name: str, frames: int | None, seconds: float, note: str = "") -> None:
+    """A stage timed elsewhere (in another thread or process, overlapped with others)."""
+    self.rows.append([name, frames, float(seconds), note])
+
   def count(self, name: str, frames: int = 1) -> None:
     """Adds frames to the stage `name` (after its timed block)."""
     row = next(r for r in self.rows if r[0] == name)

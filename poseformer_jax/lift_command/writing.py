@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tqdm import tqdm
+
 from poseformer_jax import view
 from poseformer_jax.cli import Outputs
 from poseformer_jax.errors import DataError
@@ -72,10 +74,16 @@ def _placed(result: dict):
   return result.get("poses_3d_camera", result["poses_3d"])
 
 
-def write(opts, out: Outputs, clip: Clip, results: list[dict], summary: Summary) -> None:
-  """Every planned output, under temporary names (`Outputs.commit` renames them)."""
+def write(opts, out: Outputs, clip: Clip, results: list[dict], summary: Summary, *,
+          renderer=None) -> None:
+  """Every planned output, under temporary names (`Outputs.commit` renames them). With a
+  `renderer` (`poseformer_jax.video.render_worker.RenderWorker`) the side-by-side video is
+  drawn in its process while the other files are written."""
   p = out.paths
   meta = dict(fps=clip.fps, image_size=clip.size)
+  videos = [out.tmp(k) for k in ("render", "gif") if k in p]
+  if videos and renderer is not None:
+    renderer.start(clip.video, results, videos, clip.fps, image_size=clip.size)
   with summary.stage("export"):
     if clip.tracked:
       tracks.save_npz(out.tmp("output"), results, **meta)
@@ -94,11 +102,16 @@ def write(opts, out: Outputs, clip: Clip, results: list[dict], summary: Summary)
         bvh.write_bvh(out.tmp("bvh"), _placed(r), clip.fps)
     if "save_keypoints" in p and clip.detections is not None:
       _save_detections(out.tmp("save_keypoints"), clip)
-  _render(opts, out, clip, results, summary)
+  if "contact_sheet" in p:
+    with summary.stage("sheet"):
+      render.people_contact_sheet(clip.video, results, out.tmp("contact_sheet"),
+                                  image_size=clip.size)
   if "html" in p:  # the viewer page of the npz just written
     with summary.stage("html"):
       view.write_html(out.tmp("html"), out.tmp("output"), video=clip.video,
                       title=f"{p['output'].stem} (3D poses)", progress=not opts.no_progress)
+  if videos:
+    _render(opts, videos, clip, results, summary, renderer)
   if clip.tracked:
     summary.facts.append("lifted " + ", ".join(
         f"track {r['track']} ({len(r['frames'])} frames, {int(r['filled'].any(-1).sum())} "
@@ -116,16 +129,15 @@ def _save_detections(path: Path, clip: Clip) -> None:
                            layout=d["layout"])
 
 
-def _render(opts, out: Outputs, clip: Clip, results: list[dict], summary: Summary) -> None:
-  """Everybody in one video (and one contact sheet): `render.render_people`."""
-  p = out.paths
-  videos = [out.tmp(k) for k in ("render", "gif") if k in p]
+def _render(opts, videos: list[Path], clip: Clip, results: list[dict], summary: Summary,
+            renderer) -> None:
+  """Everybody in one video: `render.render_people`, here or in `renderer`'s process."""
   frames = len({int(f) for r in results for f in r["frames"]})
-  if videos:
+  if renderer is None:
     with summary.stage("render", frames):
       render.render_people(clip.video, results, videos, clip.fps, image_size=clip.size,
                            progress=not opts.no_progress)
-  if "contact_sheet" in p:
-    with summary.stage("render"):
-      render.people_contact_sheet(clip.video, results, out.tmp("contact_sheet"),
-                                  image_size=clip.size)
+    return
+  with tqdm(total=frames, desc="render", unit="frame", disable=opts.no_progress) as bar:
+    busy = renderer.finish(lambda n: bar.update(n - bar.n))
+  summary.add("render", frames, busy, "own process, beside the other outputs")

@@ -214,8 +214,13 @@ def _pixels(landmarks, x0, y0, w, h) -> tuple[np.ndarray, np.ndarray]:
 
 
 def detect_people(path: str | os.PathLike, *, max_frames: int | None = None,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, on_frame=None) -> dict:
   """Every person in a video (see the module doc).
+
+  `on_frame(i, found)`, if given, is called after each frame i (0, 1, ...) with the
+  people found in it, ``{track id: (keypoints (33, 2) pixels of the video, visibility
+  (33,))}``: what the returned tracks hold for that frame (work can start on them while
+  detection goes on).
 
   Returns:
     dict with ``tracks``: ``{id: (frames (N,), keypoints (N, 33, 2) pixels, scores
@@ -227,7 +232,7 @@ def detect_people(path: str | os.PathLike, *, max_frames: int | None = None,
     DataError: unreadable video, a video without frames, MediaPipe missing.
   """
   info = ffmpeg.video_info(path)
-  decoded = reader.decode_size(info["size"], PeopleDetector.max_side)
+  decoded = reader.decode_size(info["size"], getattr(PeopleDetector, "max_side", None))
   detector = PeopleDetector(decoded, info["fps"] or 25.0)
   seen: dict[str, dict[int, tuple]] = {}
   start, n = time.perf_counter(), 0
@@ -236,8 +241,12 @@ def detect_people(path: str | os.PathLike, *, max_frames: int | None = None,
     try:
       for n, frame in enumerate(tqdm(frames, desc="detect", unit="frame",
                                      disable=not progress, file=err), 1):
-        for tid, (kps, vis) in detector.detect(frame).items():
-          seen.setdefault(tid, {})[n - 1] = (detect.to_video_pixels(kps, decoded, size), vis)
+        found = {tid: (detect.to_video_pixels(kps, decoded, size), vis)
+                 for tid, (kps, vis) in detector.detect(frame).items()}
+        for tid, person in found.items():
+          seen.setdefault(tid, {})[n - 1] = person
+        if on_frame is not None:
+          on_frame(n - 1, found)
     finally:
       frames.close()
       detector.close()
