@@ -292,3 +292,20 @@ def test_real_clip_overlapped_equals_sequential(bundle, tmp_path, capsys):
   names = same_files(tmp_path / "a", tmp_path / "b")
   assert "r.mp4" in names and "skater_mediapipe33.json" in names
 
+
+
+@pytest.mark.real_data
+@needs_videos
+@needs_mediapipe
+def test_scans_side_by_side_find_the_same_people(monkeypatch):
+  """A scan's regions on two landmarkers in two threads: the tracks of one after the other
+  (three scans in 31 frames of the 1080p clip)."""
+  found = []
+  for threads in (1, 2):
+    monkeypatch.setattr(people, "SCAN_THREADS", threads)
+    found.append(people.detect_people(VIDEO_DIR / "ntu_S001C001P001R001A001.avi",
+                                      max_frames=31, progress=False)["tracks"])
+  assert list(found[0]) == list(found[1]) == ["0"]
+  for one, two in zip(found[0]["0"], found[1]["0"]):
+    np.testing.assert_array_equal(one, two)
+  assert len(found[0]["0"][0]) == 31

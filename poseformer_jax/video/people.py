@@ -43,6 +43,7 @@ import os
 import tempfile
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,7 @@ MISSED_SECONDS = 0.3  # a person not found for longer ends their track
 TORSO = (11, 12, 23, 24)  # MediaPipe landmarks: shoulders and hips
 MIN_TORSO_VISIBILITY = 0.5  # a scan's candidate needs 3 of these 4 at least this visible
 SCAN_POSES = 4  # people the landmarker reports per scanned region
+SCAN_THREADS = 2  # landmarkers a scan runs side by side (at most one per CPU core)
 
 
 class PeopleDetector:
@@ -78,7 +80,10 @@ class PeopleDetector:
     self._folder = tempfile.TemporaryDirectory(prefix="poseformer-jax-pose-")
     try:
       self._bundle = _write_bundle(Path(self._folder.name), self._mp)
-      self._scanner = self._landmarker(video=False, poses=SCAN_POSES)
+      # Scans run their regions on SCAN_THREADS landmarkers side by side (image mode: each
+      # region on its own, so the same people as one after the other, sooner).
+      self._scanners = [self._landmarker(video=False, poses=SCAN_POSES)
+                        for _ in range(max(1, min(SCAN_THREADS, os.cpu_count() or 1)))]
     except (RuntimeError, TypeError, ValueError) as e:  # what the Tasks API raises
       self._folder.cleanup()
       hint = ("MediaPipe was imported before poseformer_jax.video.detect, whose protobuf "
@@ -86,6 +91,7 @@ class PeopleDetector:
               if detect.MEDIAPIPE_IMPORTED_FIRST else f"install: {detect.INSTALL_HINT}")
       raise DataError(f"MediaPipe's Pose Landmarker did not start ({type(e).__name__}: "
                       f"{str(e).splitlines()[0] if str(e) else ''}); {hint}") from None
+    self._pool = None
     self._tracks: dict[str, dict] = {}
     self._next_id = 0
     self._frame = 0
@@ -137,13 +143,17 @@ class PeopleDetector:
 
   def _scan(self, frame, i: int, known: list) -> dict:
     """New people in the whole frame and its tiles (see the module doc)."""
-    candidates = []
-    for x, y, w, h in tracking.scan_tiles(self.size):
-      image = self._mp.mp.Image(image_format=self._mp.mp.ImageFormat.SRGB,
-                                data=np.ascontiguousarray(frame[y:y + h, x:x + w]))
-      with detect.native_stderr_muted():
-        result = self._scanner.detect(image)
-      candidates += [_pixels(lm, x, y, w, h) for lm in result.pose_landmarks]
+    tiles = tracking.scan_tiles(self.size)
+    k = len(self._scanners)
+    with detect.native_stderr_muted():  # here: the muting is not for threads to nest
+      if self._pool is None:
+        self._pool = ThreadPoolExecutor(k, thread_name_prefix="poseformer-jax-scan")
+      parts = list(self._pool.map(self._scan_tiles, self._scanners,
+                                  [tiles[j::k] for j in range(k)], [frame] * k))
+    found = [None] * len(tiles)
+    for j, part in enumerate(parts):
+      found[j::k] = part
+    candidates = [c for tile in found for c in tile]
     candidates = [(k, v) for k, v in candidates
                   if (v[list(TORSO)] >= MIN_TORSO_VISIBILITY).sum() >= 3]
     boxes = [tracking.box_of(k, self.size) for k, _ in candidates]
@@ -156,6 +166,15 @@ class PeopleDetector:
       self._move(tid, boxes[n])
       new[tid] = candidates[n]
     return new
+
+  def _scan_tiles(self, scanner, tiles, frame) -> list[list]:
+    """(A scan thread.) Per tile (x, y, w, h), the people `scanner` finds in it."""
+    out = []
+    for x, y, w, h in tiles:
+      image = self._mp.mp.Image(image_format=self._mp.mp.ImageFormat.SRGB,
+                                data=np.ascontiguousarray(frame[y:y + h, x:x + w]))
+      out.append([_pixels(lm, x, y, w, h) for lm in scanner.detect(image).pose_landmarks])
+    return out
 
   def _move(self, tid: str, box) -> None:
     """A new window around `box`, with a fresh landmarker (its tracking state was in the old
@@ -173,7 +192,10 @@ class PeopleDetector:
     with detect.native_stderr_muted():
       for tid in list(self._tracks):
         self._end(tid)
-      self._scanner.close()
+      for scanner in self._scanners:
+        scanner.close()
+    if self._pool is not None:
+      self._pool.shutdown()
     self._folder.cleanup()
 
 
