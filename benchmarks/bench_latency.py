@@ -35,7 +35,10 @@ SOURCES = {"gt": "GT 2D", "sh_pt_mpii": "SH detections"}
 
 
 def data_root(data: Path, tmp: Path) -> Path:
-  """A folder with links to `data`'s 3D and SH files and the GT 2D projected from the 3D."""
+  """A folder with links to `data`'s 3D and SH files and the GT 2D projected from the 3D
+  (`data` itself when it holds a prepared GT 2D file already)."""
+  if h36m.find_file(data, h36m.file_2d("gt")).exists():
+    return data
   for name in (h36m.FILE_3D, h36m.file_2d("sh_pt_mpii")):
     found = h36m.find_file(data, name)
     if found.exists():
