@@ -1,15 +1,17 @@
-"""What latency costs: P1 on real held-out S8 when the network sees only N frames after the
+"""What latency costs: P1 on real Human3.6M (S8) when the network sees only N frames after the
 frame it lifts, as a live stream answering N frames late does (`StreamingLifter(latency=N)`).
 
   python benchmarks/bench_latency.py                       # N = 0, 5, 10, 20, 40; GT 2D and SH
   python benchmarks/bench_latency.py --latencies 0,40 --sources gt --max-frames 500
 
-The model: ``--checkpoint`` (default the shipped ``pretrained:h36m-81_1_3-5subj``). The data:
-the real Human3.6M mocap and Stacked Hourglass detections of ``--data`` (default
-../shared/data/h36m), read by the project's loaders (`dataset.load_sequences`, subject
-``--subject``, default S8, never seen in training); the ground-truth 2D is projected by
-`poseformer_jax.data.prepare_h36m` into a temporary folder that is deleted afterwards, so
-nothing derived from the data stays behind. Each N runs the standard protocol
+The model: ``--checkpoint`` (default the shipped ``pretrained:h36m-81_1_3-5subj``, which
+trained on S8 too: for held-out figures pass a model trained on S1, S5, S6, S7, such as
+``h36m-81_1_3-mix`` of the repository's history). The data: the real Human3.6M mocap and
+Stacked Hourglass detections of ``--data`` (default ../shared/data/h36m), read by the
+project's loaders (`dataset.load_sequences`, subject ``--subject``, default S8); the
+ground-truth 2D is projected by `poseformer_jax.data.prepare_h36m` into a temporary folder
+that is deleted afterwards, so nothing derived from the data stays behind (a ``--data``
+folder with its GT 2D prepared already is used as it is). Each N runs the standard protocol
 (`evaluation.evaluate`: every frame of every sequence and camera, test-time flip, P1 / P2 /
 P3 averaged over actions, MPJVE) on windows cut as the stream cuts them
 (`Predictor.predict_sequences(..., latency=N)`, the poses `StreamingLifter(latency=N)` gives,
