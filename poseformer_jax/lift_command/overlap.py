@@ -23,6 +23,8 @@ values are the same bit for bit (tests/test_video_overlap.py).
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -61,7 +63,8 @@ class EarlyLift:
     self.checked: dict[str, int] = {}  # id -> frames it had when last looked at
     self.early: dict[str, dict] = {}  # id -> chunks, outputs, the keypoints they saw
     self.seconds, self.frames = 0.0, 0  # spent lifting, frames lifted (lifting thread)
-    self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poseformer-jax-lift")
+    self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poseformer-jax-lift",
+                                    initializer=_yield_to_detection)
     # The chunks' forward passes compile while the detector starts.
     self._pending = [self._pool.submit(self._new_chunks().warm_up)]
 
@@ -135,3 +138,15 @@ class EarlyLift:
   def close(self) -> None:
     """Stops the lifting thread (after its current chunk)."""
     self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _yield_to_detection() -> None:
+  """(The lifting thread, once.) Lowers this thread's scheduling priority (Linux: a thread's
+  own nice value), so that lifting and compiling take the CPU time detection leaves idle
+  instead of slowing it down: on two cores detection keeps both busy most of the time. When
+  detection ends the thread has the CPU to itself again."""
+  try:
+    tid = threading.get_native_id()
+    os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + 10))
+  except (AttributeError, OSError):  # no per-thread priorities here: lift at the same one
+    pass
