@@ -30,7 +30,7 @@ How (`poseformer_jax.video.tracking` holds the geometry):
 Frames are decoded in a thread of their own, at most 1280 pixels wide (`max_side`; the
 tiles and crop windows are fractions of the frame, and the keypoints are scaled back to the
 video's pixels). Speed on a 2-core AMD EPYC, 2026-12-04 (``benchmarks/bench_video.py``, video
-decoding included): 18.8 frames/s on a minute of the 1080p NTU clip (one person); with a
+decoding included): 22.6 frames/s on a minute of the 1080p NTU clip (one person); with a
 training run using both cores 8.8 (MediaPipe Pose's one-person graph, `detect`, 16.3), 5-10
 frames/s on two clips side by side at 1280x360 (two people). Each person followed costs one
 landmark pass per frame, each scan one pass per region (about 40 % of the CPU time on that
