@@ -18,32 +18,19 @@ import time
 import numpy as np
 import pytest
 
-from poseformer_jax import Lifter, checkpoint, gaps
+from poseformer_jax import gaps
 from poseformer_jax.data import cameras
 from poseformer_jax.lift_command import overlap
 from poseformer_jax.lifter import Chunks
 from poseformer_jax.video import people, render
 from poseformer_jax.video.render_worker import RenderWorker
-from test_lift_trajectory import _trajectory_params
+# The fixtures: an F=9 pose model with a trajectory model (random weights), and its Lifter.
+from test_lift_trajectory import bundle, lifter  # noqa: F401
 from test_lift_wild import mediapipe  # noqa: F401  (the fixture needs_mediapipe asks for)
-from test_lift_wild import VIDEO_DIR, needs_mediapipe, needs_videos, write_checkpoint
+from test_lift_wild import VIDEO_DIR, needs_mediapipe, needs_videos
 
 lift_module = importlib.import_module("poseformer_jax.lift_command.main")
 SIZE, FPS, FRAMES = (320, 240), 25.0, 90
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-  """F=9 pose model with a trajectory model (random weights)."""
-  root = write_checkpoint(tmp_path_factory.mktemp("overlap") / "ckpt", num_frames=9)
-  cfg, _, params = _trajectory_params(9)
-  checkpoint.save_params(root / checkpoint.TRAJECTORY_DIR, params, cfg)
-  return root
-
-
-@pytest.fixture(scope="module")
-def lifter(bundle) -> Lifter:
-  return Lifter(str(bundle))
 
 
 def _walker(rng, t: int, x0: float) -> np.ndarray:
